@@ -1,0 +1,80 @@
+"""Peek at the few request fields the gateway needs and rewrite the model name in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from proxy.errors import GatewayError, bad_request
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What routing needs from a request body; the body itself stays bytes."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+
+
+def peek(body: bytes) -> Peek:
+    """Validate that the body is a JSON object with a string `model`; read `stream`."""
+    if not body:
+        raise bad_request("The request body is empty; expected a JSON object.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("`model` is required and must be a non-empty string.", "model")
+    stream = data.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise bad_request("`stream` must be a boolean.", "stream")
+    options = data.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return Peek(model=model, stream=stream, include_usage=include_usage)
+
+
+_MODEL_KEY = b'"model"'
+
+
+def rewrite_model(body: bytes, old: str, new: str) -> bytes:
+    """Replace the top-level model value without re-encoding the rest of the body.
+
+    Inside JSON strings a quote is always escaped, so a bare `"model"` in the bytes is a key.
+    When it occurs once and is followed by exactly the encoding of `old`, splice; otherwise
+    (nested "model" keys, unusual escapes) fall back to a full re-encode.
+    """
+    if old == new:
+        return body
+    at = body.find(_MODEL_KEY)
+    if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0:
+        i = at + 7
+        n = len(body)
+        while i < n and body[i] in b" \t\r\n":
+            i += 1
+        if i < n and body[i] == 58:  # ":"
+            i += 1
+            while i < n and body[i] in b" \t\r\n":
+                i += 1
+            old_json = orjson.dumps(old)
+            if body.startswith(old_json, i):
+                return body[:i] + orjson.dumps(new) + body[i + len(old_json) :]
+    data = orjson.loads(body)
+    data["model"] = new
+    return orjson.dumps(data)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body is larger than the gateway's limit of {limit} bytes.",
+        code="request_too_large",
+        should_retry=False,
+    )

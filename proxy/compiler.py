@@ -1,0 +1,391 @@
+"""Compile gateway.toml text into a validated Config snapshot; each error names its TOML path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from proxy.config import (
+    Config,
+    ConfigError,
+    Ejection,
+    Member,
+    Route,
+    Server,
+    Strategy,
+    Tier,
+    Timeouts,
+    Upstream,
+)
+
+PROVIDERS = frozenset({"openai"})
+_TIMEOUT_KEYS = {
+    "connect_timeout_s": "connect_s",
+    "ttfb_timeout_s": "ttfb_s",
+    "idle_timeout_s": "idle_s",
+    "total_timeout_s": "total_s",
+}
+_SERVER_KEYS = frozenset(
+    {"listen", "max_body_mb", "drain_timeout_s", "workers", "access_log", "log_level", "watch"}
+)
+_DEFAULT_KEYS = frozenset({*_TIMEOUT_KEYS, "max_attempts", "ejection", "panic"})
+_UPSTREAM_KEYS = frozenset(
+    {"provider", "base_url", "credential", "model", "ejection", *_TIMEOUT_KEYS}
+)
+_ROUTE_KEYS = frozenset({"strategy", "tiers", "fallback", "max_attempts", *_TIMEOUT_KEYS})
+_EJECTION_KEYS = frozenset({"consecutive_failures", "base_s", "max_s", "jitter"})
+_LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+def compile_text(text: str, env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate the whole file; raise ConfigError listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax: {exc}"]) from None
+    return compile_data(data, os.environ if env is None else env)
+
+
+def compile_data(data: Mapping[str, object], env: Mapping[str, str]) -> Config:
+    c = _Compiler(env)
+    config = c.run(data)
+    if c.errors:
+        raise ConfigError(c.errors)
+    assert config is not None
+    return config
+
+
+@dataclass(slots=True)
+class _Compiler:
+    env: Mapping[str, str]
+    errors: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+    def err(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    # --- typed getters -------------------------------------------------------------------
+
+    def table(self, data: Mapping[str, object], key: str, path: str) -> Mapping[str, object]:
+        value = data.get(key, {})
+        if isinstance(value, Mapping):
+            return value
+        self.err(path, "must be a table")
+        return {}
+
+    def known(self, data: Mapping[str, object], allowed: frozenset[str], path: str) -> None:
+        for key in data:
+            if key not in allowed:
+                self.err(f"{path}.{key}" if path else key, "unknown setting")
+
+    def number(
+        self, data: Mapping[str, object], key: str, path: str, default: float, *, lo: float = 0.0
+    ) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < lo:
+            self.err(f"{path}.{key}", f"must be a number >= {lo:g}")
+            return default
+        return float(value)
+
+    def integer(
+        self, data: Mapping[str, object], key: str, path: str, default: int, *, lo: int = 0
+    ) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            self.err(f"{path}.{key}", f"must be an integer >= {lo}")
+            return default
+        return value
+
+    def boolean(self, data: Mapping[str, object], key: str, path: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.err(f"{path}.{key}", "must be true or false")
+            return default
+        return value
+
+    def string(self, data: Mapping[str, object], key: str, path: str) -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.err(f"{path}.{key}", "must be a non-empty string")
+            return None
+        return value
+
+    # --- sections --------------------------------------------------------------------------
+
+    def run(self, data: Mapping[str, object]) -> Config | None:
+        self.known(data, frozenset({"server", "defaults", "upstreams", "routes"}), "")
+        server = self.server(self.table(data, "server", "server"))
+        defaults = self.table(data, "defaults", "defaults")
+        self.known(defaults, _DEFAULT_KEYS, "defaults")
+        base_timeouts = self.timeouts(defaults, "defaults", Timeouts())
+        base_ejection = self.ejection(defaults, "defaults", Ejection())
+        max_attempts = self.integer(defaults, "max_attempts", "defaults", 3, lo=1)
+        panic = self.boolean(defaults, "panic", "defaults", True)
+        upstreams = {
+            name: up
+            for name, raw in self.table(data, "upstreams", "upstreams").items()
+            if (up := self.upstream(name, raw, base_timeouts, base_ejection)) is not None
+        }
+        routes_raw = self.table(data, "routes", "routes")
+        if not routes_raw:
+            self.err("routes", "at least one route is required")
+        routes = _RouteCompiler(self, routes_raw, upstreams, max_attempts).run()
+        if self.errors:
+            return None
+        return Config(
+            server=server,
+            upstreams=MappingProxyType(upstreams),
+            routes=MappingProxyType(routes),
+            panic=panic,
+            secrets=tuple(self.secrets),
+        )
+
+    def server(self, raw: Mapping[str, object]) -> Server:
+        self.known(raw, _SERVER_KEYS, "server")
+        host, port = "127.0.0.1", 8080
+        listen = raw.get("listen", "127.0.0.1:8080")
+        parsed = parse_listen(listen) if isinstance(listen, str) else None
+        if parsed is None:
+            self.err("server.listen", 'must be "HOST:PORT" with a port from 0 to 65535')
+        else:
+            host, port = parsed
+        workers_raw = raw.get("workers", 1)
+        if workers_raw == "auto":
+            workers = os.cpu_count() or 1
+        else:
+            workers = self.integer(raw, "workers", "server", 1, lo=1)
+        level = raw.get("log_level", "info")
+        if level not in _LOG_LEVELS:
+            self.err("server.log_level", f"must be one of {', '.join(sorted(_LOG_LEVELS))}")
+            level = "info"
+        return Server(
+            host=host,
+            port=port,
+            max_body_bytes=int(self.number(raw, "max_body_mb", "server", 64, lo=0.001) * 2**20),
+            drain_timeout_s=self.number(raw, "drain_timeout_s", "server", 60.0),
+            workers=workers,
+            access_log=self.boolean(raw, "access_log", "server", True),
+            log_level=str(level),
+            watch=self.boolean(raw, "watch", "server", True),
+        )
+
+    def timeouts(self, raw: Mapping[str, object], path: str, base: Timeouts) -> Timeouts:
+        values: dict[str, float | None] = {
+            "connect_s": base.connect_s,
+            "ttfb_s": base.ttfb_s,
+            "idle_s": base.idle_s,
+            "total_s": base.total_s,
+        }
+        for key, attr in _TIMEOUT_KEYS.items():
+            if key in raw:
+                values[attr] = self.number(raw, key, path, 1.0, lo=0.001)
+        return Timeouts(
+            connect_s=values["connect_s"] or base.connect_s,
+            ttfb_s=values["ttfb_s"] or base.ttfb_s,
+            idle_s=values["idle_s"] or base.idle_s,
+            total_s=values["total_s"],
+        )
+
+    def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
+        raw = self.table(parent, "ejection", f"{path}.ejection")
+        p = f"{path}.ejection"
+        self.known(raw, _EJECTION_KEYS, p)
+        return Ejection(
+            consecutive_failures=self.integer(
+                raw, "consecutive_failures", p, base.consecutive_failures, lo=1
+            ),
+            base_s=self.number(raw, "base_s", p, base.base_s),
+            max_s=self.number(raw, "max_s", p, base.max_s),
+            jitter=self.number(raw, "jitter", p, base.jitter),
+        )
+
+    def upstream(
+        self, name: str, raw: object, timeouts: Timeouts, ejection: Ejection
+    ) -> Upstream | None:
+        path = f"upstreams.{name}"
+        if not isinstance(raw, Mapping):
+            self.err(path, "must be a table")
+            return None
+        n_errors = len(self.errors)
+        self.known(raw, _UPSTREAM_KEYS, path)
+        provider = self.string(raw, "provider", path) or "openai"
+        if provider not in PROVIDERS:
+            self.err(f"{path}.provider", f'unknown provider "{provider}" (supported: openai)')
+        base_url = self.base_url(raw, path)
+        credential_ref = self.string(raw, "credential", path)
+        credential = self.credential(credential_ref, f"{path}.credential")
+        model = self.string(raw, "model", path)
+        up_timeouts = self.timeouts(raw, path, timeouts)
+        up_ejection = self.ejection(raw, path, ejection)
+        if len(self.errors) > n_errors:
+            return None
+        secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
+        return Upstream(
+            name=name,
+            provider=provider,
+            base_url=base_url,
+            model=model,
+            credential_ref=credential_ref,
+            credential=credential,
+            timeouts=up_timeouts,
+            ejection=up_ejection,
+            fingerprint=f"{provider}|{base_url}|{model}|{secret_id}",
+        )
+
+    def base_url(self, raw: Mapping[str, object], path: str) -> str:
+        url = self.string(raw, "base_url", path)
+        if url is None:
+            self.err(f"{path}.base_url", "is required")
+            return ""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.err(f"{path}.base_url", "must be an http:// or https:// URL with a host")
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            self.err(f"{path}.base_url", "must not carry a query, fragment or user info")
+        return url.rstrip("/")
+
+    def credential(self, ref: str | None, path: str) -> str | None:
+        if ref is None:
+            return None
+        if not ref.startswith("env:") or len(ref) == 4:
+            self.err(path, 'must be "env:VARIABLE" (secrets are not written in the file)')
+            return None
+        var = ref[4:]
+        value = self.env.get(var)
+        if not value:
+            self.err(path, f"environment variable {var} is not set")
+            return None
+        self.secrets.append(value)
+        return value
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port` to a pair; None when malformed."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        return None
+    port = int(port_text)
+    if port > 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+@dataclass(slots=True)
+class _RouteCompiler:
+    """Second pass over [routes]: tiers, strategies, fallback chains flattened without cycles."""
+
+    c: _Compiler
+    raw: Mapping[str, object]
+    upstreams: Mapping[str, Upstream]
+    max_attempts: int
+    own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
+    meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Route]:
+        for name, raw in self.raw.items():
+            self.first_pass(name, raw)
+        routes: dict[str, Route] = {}
+        for name, (strategy, max_attempts, fallback) in self.meta.items():
+            tiers = self.flatten(name, (name,))
+            if tiers is None:
+                continue
+            routes[name] = Route(
+                name=name,
+                strategy=strategy,
+                tiers=tiers,
+                max_attempts=max_attempts,
+                fallback=fallback,
+            )
+        return routes
+
+    def first_pass(self, name: str, raw: object) -> None:
+        c, path = self.c, f"routes.{name}"
+        if not isinstance(raw, Mapping):
+            c.err(path, "must be a table")
+            return
+        c.known(raw, _ROUTE_KEYS, path)
+        strategy_text = raw.get("strategy", "weighted")
+        try:
+            strategy = Strategy(str(strategy_text))
+        except ValueError:
+            choices = " | ".join(s.value for s in Strategy)
+            c.err(f"{path}.strategy", f'unknown strategy "{strategy_text}" ({choices})')
+            strategy = Strategy.WEIGHTED
+        fallback_raw = raw.get("fallback", [])
+        fallback: tuple[str, ...] = ()
+        if isinstance(fallback_raw, list) and all(isinstance(f, str) for f in fallback_raw):
+            fallback = tuple(str(f) for f in fallback_raw)
+            for i, target in enumerate(fallback):
+                if target not in self.raw:
+                    c.err(f"{path}.fallback[{i}]", f'unknown route "{target}"')
+        else:
+            c.err(f"{path}.fallback", "must be a list of route names")
+        tiers_raw = raw.get("tiers", [])
+        if not isinstance(tiers_raw, list):
+            c.err(f"{path}.tiers", "must be a list of tables { upstream = weight }")
+            tiers_raw = []
+        if not tiers_raw and not fallback:
+            c.err(f"{path}.tiers", "a route needs at least one tier or a fallback")
+        overrides = {k: v for k, v in raw.items() if k in _TIMEOUT_KEYS}
+        tiers = tuple(
+            t
+            for i, tier_raw in enumerate(tiers_raw)
+            if (t := self.tier(name, i, tier_raw, strategy, overrides)) is not None
+        )
+        self.own[name] = tiers
+        attempts = c.integer(raw, "max_attempts", path, self.max_attempts, lo=1)
+        self.meta[name] = (strategy, attempts, fallback)
+
+    def tier(
+        self,
+        route: str,
+        index: int,
+        raw: object,
+        strategy: Strategy,
+        overrides: Mapping[str, object],
+    ) -> Tier | None:
+        c, path = self.c, f"routes.{route}.tiers[{index}]"
+        if not isinstance(raw, Mapping) or not raw:
+            c.err(path, "must be a non-empty table { upstream = weight }")
+            return None
+        members: list[Member] = []
+        for up_name, weight in raw.items():
+            up = self.upstreams.get(up_name)
+            if up is None:
+                c.err(path, f'unknown upstream "{up_name}"')
+                continue
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+                c.err(f"{path}.{up_name}", "weight must be an integer >= 0")
+                continue
+            timeouts = c.timeouts(overrides, f"routes.{route}", up.timeouts)
+            members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
+        if not members:
+            return None
+        return Tier(key=f"{route}#{index}", strategy=strategy, members=tuple(members), origin=route)
+
+    def flatten(self, name: str, chain: tuple[str, ...]) -> tuple[Tier, ...] | None:
+        if name not in self.meta:
+            return None
+        tiers = list(self.own.get(name, ()))
+        for target in self.meta[name][2]:
+            if target in chain:
+                cycle = " -> ".join((*chain, target))
+                self.c.err(f"routes.{chain[0]}.fallback", f"cycle {cycle}")
+                return None
+            sub = self.flatten(target, (*chain, target))
+            if sub is None:
+                return None
+            tiers.extend(sub)
+        unique: dict[str, Tier] = {}
+        for t in tiers:
+            unique.setdefault(t.key, t)
+        return tuple(unique.values())

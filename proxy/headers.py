@@ -1,0 +1,46 @@
+"""Which headers cross the gateway: an allow-list toward upstreams, a short list back to clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from proxy.config import Upstream
+
+FORWARDED_REQUEST_HEADERS = frozenset({"accept", "user-agent", "openai-beta"})
+"""Client headers passed upstream. An allow-list, so hop-by-hop headers, client credentials
+(Authorization, x-api-key, api-key, x-goog-api-key), cookies and anything a `Connection`
+header nominates can never reach a provider."""
+
+PASSED_RESPONSE_HEADERS = frozenset({"openai-processing-ms", "openai-version"})
+"""Upstream response headers worth showing the client; framing and the provider's rate-limit
+headers (which describe the gateway's account, not the client's) stay behind."""
+
+
+def upstream_headers(
+    client: Mapping[str, str] | Iterable[tuple[str, str]], up: Upstream, request_id: str
+) -> dict[str, str]:
+    """Headers for one attempt: allowed client headers, then gateway-owned ones on top."""
+    items = client.items() if isinstance(client, Mapping) else client
+    out = {k: v for k, v in items if k.lower() in FORWARDED_REQUEST_HEADERS}
+    out["Content-Type"] = "application/json"
+    # Bodies are relayed byte for byte (and observed for usage), so ask for them uncompressed.
+    out["Accept-Encoding"] = "identity"
+    out["X-Request-Id"] = request_id
+    if up.credential:
+        out["Authorization"] = "Bearer " + up.credential
+    return out
+
+
+def passed_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in upstream.items() if k.lower() in PASSED_RESPONSE_HEADERS}
+    rid = upstream.get("x-request-id")
+    if rid:
+        out["x-upstream-request-id"] = rid
+    return out
+
+
+def valid_request_id(value: str | None) -> bool:
+    """A client-sent x-request-id is kept only if it is short printable ASCII."""
+    if not value or len(value) > 128:
+        return False
+    return all(33 <= ord(ch) <= 126 for ch in value)

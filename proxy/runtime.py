@@ -1,0 +1,80 @@
+"""Process-wide state the handlers reach: snapshot store, balancer, session, drain tracker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+
+from proxy.balancer import Balancer
+from proxy.config import Config
+from proxy.errors import FailureKind
+from proxy.relay import StreamRelay
+
+
+class ConfigStore:
+    """Holds the active snapshot; a request reads `current` once and keeps that object."""
+
+    __slots__ = ("_current", "generation")
+
+    def __init__(self, first: Config) -> None:
+        self._current = first
+        self.generation = 1
+
+    @property
+    def current(self) -> Config:
+        return self._current
+
+    def swap(self, new: Config) -> Config:
+        """Install `new` and return the old snapshot. No await: atomic on the event loop."""
+        old, self._current = self._current, new
+        self.generation += 1
+        return old
+
+
+class Drain:
+    """Counts requests in flight and the streams being relayed, so SIGTERM can drain them."""
+
+    __slots__ = ("_idle", "draining", "inflight", "streams")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.streams: set[StreamRelay] = set()
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """True if every request finished within the timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def end_streams(self) -> int:
+        """Ask every stream still running to finish with a shutdown error event."""
+        for relay in list(self.streams):
+            relay.abort(FailureKind.SHUTDOWN)
+        return len(self.streams)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything a request needs besides the request itself."""
+
+    store: ConfigStore
+    balancer: Balancer
+    session: aiohttp.ClientSession
+    drain: Drain
