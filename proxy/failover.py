@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -69,12 +68,11 @@ class Call:
 
 async def run(session: aiohttp.ClientSession, balancer: Balancer, call: Call) -> Winner:
     """Return the winning attempt, its stats acquired (the caller releases); or raise."""
-    loop = asyncio.get_running_loop()
     route, trace = call.route, call.trace
     tier = 0
     panicking = False
     while trace.attempts < route.max_attempts:
-        now = loop.time()
+        now = time.monotonic()
         choice = None if panicking else balancer.choose(route, tier, call.tried, now)
         if choice is None and call.snap.panic and (trace.attempts == 0 or panicking):
             choice = balancer.choose_panic(route, call.tried, now)
@@ -86,7 +84,7 @@ async def run(session: aiohttp.ClientSession, balancer: Balancer, call: Call) ->
         if winner is not None:
             return winner
     if trace.failure is None:
-        blocked = balancer.blocked(route, call.tried, loop.time())
+        blocked = balancer.blocked(route, call.tried, time.monotonic())
         trace.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None
         raise no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)
     raise _final_error(trace)
@@ -96,14 +94,13 @@ async def _attempt(
     session: aiohttp.ClientSession, balancer: Balancer, call: Call, choice: Choice
 ) -> Winner | None:
     """One attempt with its bookkeeping; None when it failed in a way that allows another."""
-    loop = asyncio.get_running_loop()
     trace = call.trace
     up = choice.member.upstream
     call.tried.append(up.name)
     trace.attempts += 1
     trace.upstream = up.name
     st = choice.stats
-    probe = st.acquire(loop.time())
+    probe = st.acquire(time.monotonic())
     try:
         opened = await open_attempt(
             session,
@@ -115,7 +112,7 @@ async def _attempt(
         )
     except AttemptFailed as exc:
         st.release()
-        _record_failure(balancer, choice, exc.kind, None, trace, loop.time())
+        _record_failure(balancer, choice, exc.kind, None, trace, time.monotonic())
         logs.attempt_failed(call.request_id, up.name, exc.kind, exc.detail)
         return None
     except BaseException:
@@ -125,8 +122,8 @@ async def _attempt(
     trace.status = opened.response.status
     if opened.failure is None:
         trace.ttfb_s = opened.ttfb_s
-        st.record_ttfb(opened.ttfb_s, loop.time())
-        _log_transition(up.name, st.record_success(loop.time()))
+        st.record_ttfb(opened.ttfb_s, time.monotonic())
+        _log_transition(up.name, st.record_success(time.monotonic()))
         return Winner(opened, choice, probe)
     if opened.failure is FailureKind.CLIENT_ERROR:
         st.record_neutral()
@@ -137,9 +134,11 @@ async def _attempt(
     if opened.failure is FailureKind.RATE_LIMITED:
         hint = backoff_hint_s(opened.response.headers, time.time())
         delay = DEFAULT_RATE_LIMIT_S if hint is None else hint
-        st.record_rate_limit(loop.time(), delay)
+        st.record_rate_limit(time.monotonic(), delay)
         trace.retry_after_s = min(trace.retry_after_s or delay, delay)
-    _record_failure(balancer, choice, opened.failure, opened.response.status, trace, loop.time())
+    _record_failure(
+        balancer, choice, opened.failure, opened.response.status, trace, time.monotonic()
+    )
     logs.attempt_failed(call.request_id, up.name, opened.failure, f"status {trace.status}")
     return None
 

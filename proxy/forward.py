@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,8 +62,7 @@ async def open_attempt(
     can still fail over; a non-streaming body is read whole (idle deadline per read).
     """
     t = member.timeouts
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.monotonic()
     resp: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(t.ttfb_s):
@@ -79,8 +79,8 @@ async def open_attempt(
                 first = await resp.content.readany()
                 if not first:
                     raise AttemptFailed(FailureKind.RESET, "empty stream")
-                return Opened(resp, first, loop.time() - started, None)
-        ttfb_s = loop.time() - started
+                return Opened(resp, first, time.monotonic() - started, None)
+        ttfb_s = time.monotonic() - started
         limit = ERROR_BODY_LIMIT if failure is not None else None
         async with asyncio.timeout(t.idle_s):
             first = await (resp.content.read(limit) if limit else resp.read())
@@ -90,7 +90,7 @@ async def open_attempt(
         raise
     except TimeoutError:
         _discard(resp)
-        if resp is None or loop.time() - started >= t.ttfb_s:
+        if resp is None or time.monotonic() - started >= t.ttfb_s:
             raise AttemptFailed(
                 FailureKind.TTFB_TIMEOUT, f"no answer within {t.ttfb_s:g}s"
             ) from None
