@@ -123,7 +123,8 @@ class GatewayServer:
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight work finish up to the drain timeout, end the rest."""
-        assert self.runner is not None
+        if self.runner is None or self.drain.draining:
+            return
         timeout_s = self.store.current.server.drain_timeout_s
         self.drain.draining = True
         self.notifier.stopping(status=f"draining {self.drain.inflight} requests")

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
-
-from proxy.fake.behaviour import Behaviour
-from proxy.fake.server import FakeProvider
-from tests.e2e.conftest import (
+from e2e_harness import (
     FakeStarter,
     GatewayProcess,
     GatewayStarter,
@@ -20,6 +17,9 @@ from tests.e2e.conftest import (
     upstream_entry,
     write_config,
 )
+
+from proxy.fake.behaviour import Behaviour
+from proxy.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +138,7 @@ async def test_openai_sdk_non_streaming(
         raw = await client.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": "hi"}]
         )
-        completion = await raw.parse()
+        completion = raw.parse()
     assert raw.status_code == 200
     assert completion.choices[0].message.content == TEXT
     assert completion.choices[0].finish_reason == "stop"
@@ -183,7 +183,7 @@ async def test_openai_sdk_streaming_keeps_request_id(
             stream_options={"include_usage": True},
             extra_headers={"x-request-id": "e2e-req-42"},
         )
-        stream = await raw.parse()
+        stream = raw.parse()
         async with asyncio.timeout(10):
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
