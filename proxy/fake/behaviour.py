@@ -55,8 +55,8 @@ class Behaviour:
     def __post_init__(self) -> None:
         for name in ("status", "error_status"):
             code = getattr(self, name)
-            if not 100 <= code <= 599:
-                raise ValueError(f"{name} must be an HTTP status (100-599), got {code}")
+            if not 200 <= code <= 599:
+                raise ValueError(f"{name} must be a final HTTP status (200-599), got {code}")
         for name in ("latency_s", "ttft_s", "chunk_delay_s", "chunks", "fault_after_chunks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

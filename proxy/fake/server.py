@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy.fake import anthropic_dialect as anth
 from proxy.fake import openai_dialect as oai
@@ -180,15 +181,19 @@ class FakeProvider:
             if task is not None:
                 self._tasks.discard(task)
 
-    def _headers(self, b: Behaviour, rid: str, content_type: str) -> dict[str, str]:
-        headers = {"Content-Type": content_type, "x-fake-name": self.name, "x-request-id": rid}
+    def _headers(self, b: Behaviour, rid: str, content_type: str) -> CIMultiDict[str]:
+        headers = CIMultiDict(
+            {"Content-Type": content_type, "x-fake-name": self.name, "x-request-id": rid}
+        )
         if self.dialect == "anthropic":
             headers["request-id"] = rid
         if b.retry_after is not None:
             headers["Retry-After"] = b.retry_after
         if b.retry_after_ms is not None:
             headers["retry-after-ms"] = b.retry_after_ms
-        headers.update(b.headers)
+        for name, _ in b.headers:  # scripted headers replace ours, and may repeat
+            headers.popall(name, None)
+        headers.extend(b.headers)
         return headers
 
     async def _answer(

@@ -14,6 +14,7 @@ import pytest
 
 from proxy.fake import Behaviour, FakeProvider
 from proxy.fake.openai_dialect import embedding_vector
+from proxy.fake.server import serve
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hello"}]}
 STREAM = {**CHAT, "stream": True}
@@ -382,3 +383,29 @@ async def test_anthropic_sdk_stream_and_usage(claude: FakeProvider) -> None:
     assert plain.content[0].type == "text"
     assert plain.usage.output_tokens == 4
     assert claude.requests[0].header("anthropic-version")  # the SDK always sends one
+
+
+async def test_scripted_headers_replace_ours(
+    fake: FakeProvider, session: aiohttp.ClientSession
+) -> None:
+    fake.script(Behaviour(headers=(("content-type", "text/plain"), ("x-extra", "1"))))
+    async with session.post(f"{fake.base_url}/chat/completions", json=CHAT) as resp:
+        assert resp.headers.getall("Content-Type") == ["text/plain"]
+        assert resp.headers["x-extra"] == "1"
+
+
+async def test_serve_runs_until_cancelled(session: aiohttp.ClientSession) -> None:
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(
+        serve("127.0.0.1", 0, "openai", "served", Behaviour(chunks=1), ready.set_result)
+    )
+    try:
+        port = await asyncio.wait_for(ready, BOUND)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        async with session.post(url, json=CHAT) as resp:
+            assert resp.headers["x-fake-name"] == "served"
+            assert (await resp.json())["usage"]["completion_tokens"] == 1
+    finally:
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(server, BOUND)

@@ -103,7 +103,8 @@ def errors_of(data: dict[str, Any], env: dict[str, str] | None = None) -> list[s
 
 
 def one_route(**route: Any) -> dict[str, Any]:
-    return cfg({"r": {"tiers": [{"a": 1}], **route}})
+    """One route on upstream b, so problems planted in upstream a stay the only errors."""
+    return cfg({"r": {"tiers": [{"b": 1}], **route}})
 
 
 # --- a full valid config ---------------------------------------------------------------------
@@ -401,8 +402,9 @@ def test_no_routes() -> None:
 )
 def test_bad_base_url(url: object) -> None:
     errs = errors_of(cfg({"r": {"tiers": [{"b": 1}]}}, ups("a", "b", a={"base_url": url})))
-    assert len(errs) == 1
+    assert errs
     assert errs[0].startswith("upstreams.a.base_url: must ")
+    assert all(e.startswith("upstreams.a.base_url: ") for e in errs)
 
 
 def test_missing_base_url() -> None:
@@ -418,24 +420,24 @@ def test_unknown_provider() -> None:
 
 
 def test_credential_env_missing_names_the_variable_only() -> None:
-    raw = ups("a", a={"credential": "env:OPENAI_API_KEY"})
+    raw = ups("a", "b", a={"credential": "env:OPENAI_API_KEY"})
     env = {"OTHER": "sk-unrelated-secret"}
-    errs = errors_of(cfg({"r": {"tiers": [{"a": 1}]}}, raw), env)
+    errs = errors_of(cfg({"r": {"tiers": [{"b": 1}]}}, raw), env)
     assert errs == ["upstreams.a.credential: environment variable OPENAI_API_KEY is not set"]
     assert "sk-unrelated-secret" not in "\n".join(errs)
 
 
 def test_credential_env_empty_counts_as_missing() -> None:
-    raw = ups("a", a={"credential": "env:K"})
-    errs = errors_of(cfg({"r": {"tiers": [{"a": 1}]}}, raw), {"K": ""})
+    raw = ups("a", "b", a={"credential": "env:K"})
+    errs = errors_of(cfg({"r": {"tiers": [{"b": 1}]}}, raw), {"K": ""})
     assert errs == ["upstreams.a.credential: environment variable K is not set"]
 
 
 @pytest.mark.parametrize("literal", ["sk-live-abcdef123456", "env:", "ENV:KEY", "Bearer sk-x"])
 def test_literal_credential_is_refused_without_echoing_it(literal: str) -> None:
-    raw = ups("a", a={"credential": literal})
+    raw = ups("a", "b", a={"credential": literal})
     with pytest.raises(ConfigError) as info:
-        compile_data(cfg({"r": {"tiers": [{"a": 1}]}}, raw), {"KEY": "v"})
+        compile_data(cfg({"r": {"tiers": [{"b": 1}]}}, raw), {"KEY": "v"})
     assert info.value.errors == (
         'upstreams.a.credential: must be "env:VARIABLE" (secrets are not written in the file)',
     )
@@ -502,6 +504,13 @@ def test_section_not_a_table(section: str) -> None:
 def test_upstream_and_route_not_tables() -> None:
     data = cfg({"r": 1, "ok": {"tiers": [{"a": 1}]}}, {**ups("a"), "z": "text"})
     assert errors_of(data) == ["upstreams.z: must be a table", "routes.r: must be a table"]
+
+
+def test_invalid_upstream_is_not_reported_as_unknown() -> None:
+    # Upstream a is defined but broken: its own error says why; "unknown upstream" is false.
+    raw = ups("a", "b", a={"base_url": "ftp://example.com"})
+    errs = errors_of(cfg({"r": {"tiers": [{"a": 1, "b": 1}]}}, raw))
+    assert errs == ["upstreams.a.base_url: must be an http:// or https:// URL with a host"]
 
 
 def test_route_timeout_override_is_validated() -> None:
