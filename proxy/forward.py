@@ -65,14 +65,13 @@ async def open_attempt(
     started = time.monotonic()
     resp: aiohttp.ClientResponse | None = None
     try:
-        async with asyncio.timeout(t.ttfb_s):
+        async with asyncio.timeout(t.ttfb_s) as deadline:
             resp = await session.post(
                 url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=client_timeout(t),
-                auto_decompress=False,
             )
             failure = classify_status(resp.status)
             if failure is None and stream:
@@ -80,10 +79,13 @@ async def open_attempt(
                 if not first:
                     raise AttemptFailed(FailureKind.RESET, "empty stream")
                 return Opened(resp, first, time.monotonic() - started, None)
-        ttfb_s = time.monotonic() - started
-        limit = ERROR_BODY_LIMIT if failure is not None else None
-        async with asyncio.timeout(t.idle_s):
-            first = await (resp.content.read(limit) if limit else resp.read())
+            ttfb_s = time.monotonic() - started
+            # One deadline object for the whole attempt: the body gets the idle allowance.
+            deadline.reschedule(asyncio.get_running_loop().time() + t.idle_s)
+            if failure is not None:
+                first = await resp.content.read(ERROR_BODY_LIMIT)
+            else:
+                first = await resp.read()
         return Opened(resp, first, ttfb_s, failure)
     except AttemptFailed:
         _discard(resp)

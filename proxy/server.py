@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import random
 import signal
 import socket
@@ -17,13 +19,13 @@ from proxy.balancer import Balancer
 from proxy.compiler import compile_text
 from proxy.config import Config, ConfigError
 from proxy.reload import Reloader
-from proxy.runtime import ConfigStore, Drain, Gateway
+from proxy.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
 from proxy.sdnotify import Notifier
 from proxy.stats import StatsRegistry
+from proxy.supervisor import LISTEN_ENV, WORKER_ENV, Supervisor
 from proxy.tasks import Tasks
 
-FINAL_GRACE_S = 5.0
-"""After the drain timeout, how long streams get to write their shutdown event and end."""
+PR_SET_PDEATHSIG = 1
 
 
 def load(path: Path) -> tuple[Config, str]:
@@ -83,8 +85,15 @@ class GatewayServer:
         )
         await self.runner.setup()
         site: web.BaseSite
+        worker_listen = os.environ.get(LISTEN_ENV)
         if self.sock is not None:
             site = web.SockSite(self.runner, self.sock)
+        elif worker_listen:
+            # One of several workers: the same port, SO_REUSEPORT spreads connections.
+            host, _, port = worker_listen.rpartition(":")
+            site = web.TCPSite(
+                self.runner, host.strip("[]"), int(port), backlog=1024, reuse_port=True
+            )
         else:
             site = web.TCPSite(self.runner, server.host, server.port, backlog=1024)
         await site.start()
@@ -144,14 +153,32 @@ class GatewayServer:
             await self.session.close()
         self.notifier.close()
         logs.event("stopped", drained=drained)
+        logs.flush()
 
 
 async def serve(path: Path, sock: socket.socket | None = None) -> int:
+    """Serve in this process, or supervise `[server] workers` processes that each do."""
     try:
         config, text = load(path)
     except ConfigError as exc:
         for line in exc.errors:
             logs.error("config_invalid", error=line)
         return 1
-    logs.configure(config.server.log_level, config.secrets)
+    worker = os.environ.get(WORKER_ENV)
+    logs.configure(config.server.log_level, config.secrets, worker=worker)
+    if worker is None and config.server.workers > 1 and sock is None:
+        return await Supervisor(path, config).run()
+    if worker is not None:
+        die_with_parent()
     return await GatewayServer(path, config, text, sock).run()
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive its supervisor (even one killed with SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

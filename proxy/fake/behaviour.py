@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
@@ -58,11 +59,12 @@ class Behaviour:
             if not 200 <= code <= 599:
                 raise ValueError(f"{name} must be a final HTTP status (200-599), got {code}")
         for name in ("latency_s", "ttft_s", "chunk_delay_s", "chunks", "fault_after_chunks"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.tokens_per_s is not None and not self.tokens_per_s > 0:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.tokens_per_s is not None and not 0 < self.tokens_per_s < math.inf:
             raise ValueError(f"tokens_per_s must be > 0, got {self.tokens_per_s}")
-        if not self.drip_interval_s > 0:
+        if not 0 < self.drip_interval_s < math.inf:
             raise ValueError(f"drip_interval_s must be > 0, got {self.drip_interval_s}")
         if self.prompt_tokens is not None and self.prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must be >= 0, got {self.prompt_tokens}")
@@ -201,13 +203,16 @@ _CLI_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--status", "status", int, "HTTP status of every answer"),
     ("--retry-after", "retry_after", str, "Retry-After header value"),
     ("--retry-after-ms", "retry_after_ms", str, "retry-after-ms header value"),
-    ("--fault", "fault", str, f"one of {', '.join(sorted(FAULTS))}"),
+    ("--fault", "fault", str, "fault to inject in every answer"),
     ("--fault-after-chunks", "fault_after_chunks", int, "events before reset_mid_stream"),
     ("--drip-interval", "drip_interval_s", float, "seconds between drip comments"),
     ("--prompt-tokens", "prompt_tokens", int, "prompt tokens reported in usage"),
     ("--error-rate", "error_rate", float, "fraction of answers failing with --error-status"),
     ("--error-status", "error_status", int, "status used by --error-rate"),
 )
+
+
+_METAVARS: dict[type, str] = {int: "N", float: "X", str: "TEXT"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,8 +222,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--dialect", choices=DIALECTS, default="openai", help="API dialect to speak")
     _add(parser, "--name", default="fake", help="sent back in x-fake-name")
     for flag, dest, kind, text in _CLI_FLAGS:
-        choices = sorted(FAULTS) if dest == "fault" else None
-        _add(parser, flag, dest=f"fake_{dest}", type=kind, default=None, help=text, choices=choices)
+        extra: dict[str, object] = {"metavar": _METAVARS[kind]}
+        if dest == "fault":
+            extra = {"choices": sorted(FAULTS)}
+        _add(parser, flag, dest=f"fake_{dest}", type=kind, default=None, help=text, **extra)
     _add(
         parser,
         "--header",
@@ -226,7 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_header_arg,
         action="append",
         default=None,
-        help="extra response header NAME:VALUE (repeatable)",
+        metavar="NAME:VALUE",
+        help="extra response header (repeatable)",
     )
 
 

@@ -88,6 +88,10 @@ class GatewayProcess:
         """Parsed log lines with this event name, from line index `start` on."""
         return [ln.obj for ln in self.snapshot()[start:] if ln.event == name and ln.obj]
 
+    def event_lines(self, name: str, start: int = 0) -> list[LogLine]:
+        """Like `events`, with each line's arrival time."""
+        return [ln for ln in self.snapshot()[start:] if ln.event == name]
+
     def mark(self) -> int:
         """The current line count: pass it as `start` to look only at later lines."""
         with self._lock:
@@ -239,6 +243,17 @@ def write_config(path: Path, config: Mapping[str, object], *, atomic: bool = Tru
         path.write_text(text, "utf-8")
 
 
+async def wait_until(what: str, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def free_port() -> int:
     """A port nothing listens on right now (bind 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -269,3 +284,84 @@ async def connect_refused(port: int, timeout_s: float = 0.5) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return False
+
+
+@dataclass(slots=True)
+class RawResponse:
+    """An HTTP/1.1 response read byte by byte from a socket until the server closed it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    """The payload, de-chunked when chunked."""
+    clean_end: bool
+    """Chunked: the terminating zero-size chunk arrived. Otherwise: Content-Length honoured."""
+    ended_at: float
+
+
+async def raw_request(
+    port: int, method: str, path: str, body: bytes = b"", *, timeout_s: float = 15.0
+) -> RawResponse:
+    """One request on a fresh connection (Connection: close), read to EOF, framing checked."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        async with asyncio.timeout(timeout_s):
+            raw = await reader.read()
+        return parse_response(raw, time.monotonic())
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def parse_response(raw: bytes, ended_at: float) -> RawResponse:
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete header block in {raw[:300]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        length = int(headers.get("content-length", len(rest)))
+        return RawResponse(status, headers, rest[:length], len(rest) == length, ended_at)
+    body, clean = dechunk(rest)
+    return RawResponse(status, headers, body, clean, ended_at)
+
+
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """The payload of a chunked body, and whether it ended with a proper zero-size chunk."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return b"".join(out), False
+        size = int(data[pos:eol].split(b";")[0], 16)
+        start = eol + 2
+        if size == 0:
+            return b"".join(out), data[start : start + 2] == b"\r\n"
+        chunk = data[start : start + size]
+        if len(chunk) < size or data[start + size : start + size + 2] != b"\r\n":
+            out.append(chunk)
+            return b"".join(out), False
+        out.append(chunk)
+        pos = start + size + 2
+
+
+def sse_data(body: bytes) -> list[bytes]:
+    """The `data:` payloads of an SSE body, in order."""
+    events: list[bytes] = []
+    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = [ln[5:].strip() for ln in block.split(b"\n") if ln.startswith(b"data:")]
+        if data:
+            events.append(b"\n".join(data))
+    return events

@@ -303,11 +303,19 @@ def test_behaviour_json_round_trip() -> None:
         {"headers": "x"},
         {"error_body": 5},
         {"error_rate": 2},
+        {"status": 101},
     ],
 )
 def test_behaviour_from_json_rejects_bad_input(obj: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"\w"):
         Behaviour.from_json(obj)
+
+
+def test_behaviour_rejects_non_finite_numbers() -> None:
+    with pytest.raises(ValueError, match="latency_s"):
+        Behaviour(latency_s=float("nan"))
+    with pytest.raises(ValueError, match="tokens_per_s"):
+        Behaviour(tokens_per_s=float("inf"))
 
 
 def test_split_text_is_deterministic_and_complete() -> None:
