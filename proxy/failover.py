@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -51,7 +52,7 @@ class Call:
     endpoint: Endpoint
     body: bytes
     peek: Peek
-    client_headers: list[tuple[str, str]]
+    client_headers: Mapping[str, str]
     request_id: str
     trace: Trace = field(default_factory=Trace)
     tried: list[str] = field(default_factory=list)

@@ -61,7 +61,7 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             endpoint=endpoint,
             body=body,
             peek=pk,
-            client_headers=list(request.headers.items()),
+            client_headers=request.headers,
             request_id=rid,
             trace=trace,
         )

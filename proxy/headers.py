@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from proxy.config import Upstream
 
@@ -16,12 +16,12 @@ PASSED_RESPONSE_HEADERS = frozenset({"openai-processing-ms", "openai-version"})
 headers (which describe the gateway's account, not the client's) stay behind."""
 
 
-def upstream_headers(
-    client: Mapping[str, str] | Iterable[tuple[str, str]], up: Upstream, request_id: str
-) -> dict[str, str]:
-    """Headers for one attempt: allowed client headers, then gateway-owned ones on top."""
-    items = client.items() if isinstance(client, Mapping) else client
-    out = {k: v for k, v in items if k.lower() in FORWARDED_REQUEST_HEADERS}
+def upstream_headers(client: Mapping[str, str], up: Upstream, request_id: str) -> dict[str, str]:
+    """Headers for one attempt: allowed client headers, then gateway-owned ones on top.
+
+    `client` must look names up case-insensitively (aiohttp's CIMultiDictProxy does).
+    """
+    out = {name: value for name in FORWARDED_REQUEST_HEADERS if (value := client.get(name))}
     out["Content-Type"] = "application/json"
     # Bodies are relayed byte for byte (and observed for usage), so ask for them uncompressed.
     out["Accept-Encoding"] = "identity"
@@ -32,7 +32,8 @@ def upstream_headers(
 
 
 def passed_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in upstream.items() if k.lower() in PASSED_RESPONSE_HEADERS}
+    """`upstream` must look names up case-insensitively (aiohttp's response headers do)."""
+    out = {name: value for name in PASSED_RESPONSE_HEADERS if (value := upstream.get(name))}
     rid = upstream.get("x-request-id")
     if rid:
         out["x-upstream-request-id"] = rid

@@ -30,8 +30,44 @@ def _from_object(data: object) -> Usage | None:
 
 
 def from_body(body: bytes) -> Usage | None:
-    """Usage of a non-streaming response, if it reports one."""
-    if len(body) > MAX_PARSED_BODY or b'"usage"' not in body:
+    """Usage of a non-streaming response, if it reports one.
+
+    Only the `"usage": {...}` object is parsed (it holds no strings with braces), not the
+    whole answer: a JSON round trip of every response body would cost more than the rest.
+    """
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return None
+    start = body.find(b"{", at)
+    end = _matching_brace(body, start) if start >= 0 else -1
+    if end < 0 or body[at + 7 : start].strip(b" \t\r\n:"):
+        return _from_whole(body)
+    try:
+        return _from_object({"usage": orjson.loads(body[start : end + 1])})
+    except orjson.JSONDecodeError:
+        return _from_whole(body)
+
+
+def _matching_brace(body: bytes, start: int) -> int:
+    depth = 0
+    i = start
+    while True:
+        open_at = body.find(b"{", i)
+        close_at = body.find(b"}", i)
+        if close_at < 0:
+            return -1
+        if 0 <= open_at < close_at:
+            depth += 1
+            i = open_at + 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return close_at
+            i = close_at + 1
+
+
+def _from_whole(body: bytes) -> Usage | None:
+    if len(body) > MAX_PARSED_BODY:
         return None
     try:
         return _from_object(orjson.loads(body))

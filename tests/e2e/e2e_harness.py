@@ -1,4 +1,9 @@
-"""E2E harness: gateway subprocesses with captured logs, config files, bounded waits."""
+"""E2E harness: gateway subprocesses with captured logs, fake providers, config files, waits.
+
+Test modules import helpers from here and load its fixtures with
+`pytest_plugins = ("e2e.e2e_harness",)`. There is deliberately no tests/e2e/conftest.py: the
+integration tests import `conftest` by name, and a second conftest module would shadow it.
+"""
 
 from __future__ import annotations
 
@@ -195,6 +200,54 @@ def child_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) 
         env.pop(name, None)
     env.update(extra or {})
     return env
+
+
+# --- fixtures (test modules load them with pytest_plugins) ------------------------------
+
+
+@pytest.fixture
+def spawn_gateway() -> Iterator[GatewayStarter]:
+    """Start `gateway <command> --config PATH` subprocesses; each is stopped by PID at the end."""
+    started: list[GatewayProcess] = []
+
+    def start(
+        config: Path,
+        *,
+        command: str = "serve",
+        env: Mapping[str, str] | None = None,
+        drop_env: Sequence[str] = (),
+    ) -> GatewayProcess:
+        proc = subprocess.Popen(
+            [*GATEWAY_CMD, command, "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(env, drop_env),
+            cwd=str(config.parent),
+        )
+        gw = GatewayProcess(proc)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+async def fake_upstreams() -> AsyncIterator[FakeStarter]:
+    """Fake providers on 127.0.0.1 free ports, in the test's event loop."""
+    started: list[FakeProvider] = []
+
+    async def start(name: str, default: Behaviour | None = None) -> FakeProvider:
+        fake = FakeProvider(name=name, default=default or Behaviour())
+        await fake.start("127.0.0.1", 0)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        await fake.stop()
 
 
 # --- config files ---------------------------------------------------------------------------

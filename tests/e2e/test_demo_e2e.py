@@ -9,9 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from e2e_harness import REPO, GatewayStarter, chat_body, connect_refused, free_port
+from e2e.e2e_harness import REPO, GatewayStarter, chat_body, connect_refused, free_port
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ("e2e.e2e_harness",)
 
 
 def demo_config(tmp_path: Path) -> tuple[Path, int, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from e2e_harness import (
+from e2e.e2e_harness import (
     GATEWAY_CMD,
     FakeStarter,
     GatewayStarter,
@@ -32,6 +32,7 @@ from e2e_harness import (
 from proxy.fake.behaviour import Behaviour
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ("e2e.e2e_harness",)
 
 DRAIN_S = 2.0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import tomli_w
-from e2e_harness import (
+from e2e.e2e_harness import (
     FakeStarter,
     GatewayProcess,
     GatewayStarter,
@@ -27,6 +27,7 @@ from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ("e2e.e2e_harness",)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from e2e_harness import (
+from e2e.e2e_harness import (
     FakeStarter,
     GatewayProcess,
     GatewayStarter,
@@ -22,6 +22,7 @@ from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ("e2e.e2e_harness",)
 
 UPSTREAM_KEY = "sk-upstream-e2e-0123456789"
 CLIENT_KEY = "sk-client-e2e-must-not-leak"

@@ -131,7 +131,7 @@ def test_same_model_returns_body_untouched() -> None:
     [
         (b'{"model":', b',"stream":true}'),
         (b'{"model" : ', b' ,"stream":true}'),
-        (b'{\n  "model"\t:\r\n ', b'\n}'),
+        (b'{\n  "model"\t:\r\n ', b"\n}"),
         (b'{"messages": [{"role": "user", "content": "hi there"}],   "model"  :', b"  }"),
         (b'{"temperature":0.5e0,"model":', b',"max_tokens":10,"tools":[] }'),
     ],
@@ -231,7 +231,9 @@ json_scalars = (
 json_keys = st.text(max_size=8) | st.sampled_from(["model", "messages", "stream", "Model"])
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(json_keys, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(json_keys, children, max_size=4)
+    ),
     max_leaves=20,
 )
 model_names = st.text(min_size=1, max_size=30)

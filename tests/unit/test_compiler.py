@@ -89,7 +89,9 @@ def ups(*names: str, **extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cfg(routes: dict[str, Any], upstreams: dict[str, Any] | None = None, **top: Any) -> Any:
+def cfg(
+    routes: dict[str, Any], upstreams: dict[str, Any] | None = None, **top: Any
+) -> dict[str, Any]:
     data: dict[str, Any] = {"upstreams": upstreams or ups("a", "b", "c", "d"), "routes": routes}
     data.update(top)
     return data
@@ -566,17 +568,17 @@ def test_malformed_ipv6_base_url_is_a_config_error() -> None:
 
 
 def test_unknown_fallback_route() -> None:
-    errs = errors_of(cfg({"r": {"tiers": [{"a": 1}], "fallback": ["s", "ghost"]}, "s": {
-        "tiers": [{"b": 1}]
-    }}))
+    errs = errors_of(
+        cfg({"r": {"tiers": [{"a": 1}], "fallback": ["s", "ghost"]}, "s": {"tiers": [{"b": 1}]}})
+    )
     assert errs == ['routes.r.fallback[1]: unknown route "ghost"']
 
 
 @pytest.mark.parametrize("fallback", ["s", [1], [["s"]], {"s": 1}])
 def test_fallback_not_a_list_of_names(fallback: object) -> None:
-    errs = errors_of(cfg({"r": {"tiers": [{"a": 1}], "fallback": fallback}, "s": {
-        "tiers": [{"b": 1}]
-    }}))
+    errs = errors_of(
+        cfg({"r": {"tiers": [{"a": 1}], "fallback": fallback}, "s": {"tiers": [{"b": 1}]}})
+    )
     assert errs == ["routes.r.fallback: must be a list of route names"]
 
 
@@ -742,7 +744,7 @@ def _check_only_config_error(data: Any) -> None:
         config = compile_data(data, {"K": "secret-value"})
     except ConfigError as exc:
         assert exc.errors
-        assert all(isinstance(e, str) and ": " in e for e in exc.errors)
+        assert all(": " in e for e in exc.errors)
         assert "secret-value" not in str(exc)
     else:
         assert isinstance(config, Config)
