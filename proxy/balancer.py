@@ -87,7 +87,9 @@ class Balancer:
                 waits.append(st.remaining_s(now))
                 if st.limited_until <= now:
                     all_limited = False
-        return Blocked(retry_after_s=min(waits, default=1.0) or 1.0, rate_limited=all_limited)
+        return Blocked(
+            retry_after_s=min(waits, default=1.0) or 1.0, rate_limited=all_limited and bool(waits)
+        )
 
     def _choose_in(
         self, tier: Tier, ti: int, tried: set[str], now: float, *, panic: bool

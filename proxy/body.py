@@ -65,10 +65,19 @@ def rewrite_model(body: bytes, old: str, new: str) -> bytes:
                 i += 1
             old_json = orjson.dumps(old)
             if body.startswith(old_json, i):
-                return body[:i] + orjson.dumps(new) + body[i + len(old_json) :]
+                out = body[:i] + orjson.dumps(new) + body[i + len(old_json) :]
+                # A top-level key spelled with escapes ("mod\u0065l") would leave the only
+                # plain "model" nested; only then is the splice checked by a full parse.
+                if body.find(b"\\u", 0, at) < 0 or _model_of(out) == new:
+                    return out
     data = orjson.loads(body)
     data["model"] = new
     return orjson.dumps(data)
+
+
+def _model_of(body: bytes) -> object:
+    data = orjson.loads(body)
+    return data.get("model") if isinstance(data, dict) else None
 
 
 def too_large(limit: int) -> GatewayError:

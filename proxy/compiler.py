@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -87,7 +88,12 @@ class _Compiler:
         self, data: Mapping[str, object], key: str, path: str, default: float, *, lo: float = 0.0
     ) -> float:
         value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < lo:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < lo
+        ):
             self.err(f"{path}.{key}", f"must be a number >= {lo:g}")
             return default
         return float(value)
@@ -136,7 +142,8 @@ class _Compiler:
         routes_raw = self.table(data, "routes", "routes")
         if not routes_raw:
             self.err("routes", "at least one route is required")
-        routes = _RouteCompiler(self, routes_raw, upstreams, max_attempts).run()
+        defined = frozenset(self.table(data, "upstreams", "upstreams"))
+        routes = _RouteCompiler(self, routes_raw, upstreams, defined, max_attempts).run()
         if self.errors:
             return None
         return Config(
@@ -162,7 +169,7 @@ class _Compiler:
         else:
             workers = self.integer(raw, "workers", "server", 1, lo=1)
         level = raw.get("log_level", "info")
-        if level not in _LOG_LEVELS:
+        if not isinstance(level, str) or level not in _LOG_LEVELS:
             self.err("server.log_level", f"must be one of {', '.join(sorted(_LOG_LEVELS))}")
             level = "info"
         return Server(
@@ -240,12 +247,19 @@ class _Compiler:
         )
 
     def base_url(self, raw: Mapping[str, object], path: str) -> str:
-        url = self.string(raw, "base_url", path)
-        if url is None:
+        if "base_url" not in raw:
             self.err(f"{path}.base_url", "is required")
             return ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        url = self.string(raw, "base_url", path)
+        if url is None:
+            return ""
+        try:
+            parts = urlsplit(url)
+            host, _port = parts.hostname, parts.port
+        except ValueError:
+            self.err(f"{path}.base_url", "must be a valid URL (check the host and port)")
+            return url
+        if parts.scheme not in ("http", "https") or not host:
             self.err(f"{path}.base_url", "must be an http:// or https:// URL with a host")
         elif parts.query or parts.fragment or parts.username or parts.password:
             self.err(f"{path}.base_url", "must not carry a query, fragment or user info")
@@ -269,7 +283,7 @@ class _Compiler:
 def parse_listen(text: str) -> tuple[str, int] | None:
     """`host:port` or `[v6]:port` to a pair; None when malformed."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
         return None
     port = int(port_text)
     if port > 65535:
@@ -286,6 +300,8 @@ class _RouteCompiler:
     c: _Compiler
     raw: Mapping[str, object]
     upstreams: Mapping[str, Upstream]
+    defined: frozenset[str]
+    """Every upstream name in the file, valid or not (invalid ones already have their error)."""
     max_attempts: int
     own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
@@ -335,7 +351,11 @@ class _RouteCompiler:
             tiers_raw = []
         if not tiers_raw and not fallback:
             c.err(f"{path}.tiers", "a route needs at least one tier or a fallback")
-        overrides = {k: v for k, v in raw.items() if k in _TIMEOUT_KEYS}
+        overrides = {
+            _TIMEOUT_KEYS[k]: c.number(raw, k, path, 1.0, lo=0.001)
+            for k in raw
+            if k in _TIMEOUT_KEYS
+        }
         tiers = tuple(
             t
             for i, tier_raw in enumerate(tiers_raw)
@@ -351,7 +371,7 @@ class _RouteCompiler:
         index: int,
         raw: object,
         strategy: Strategy,
-        overrides: Mapping[str, object],
+        overrides: Mapping[str, float],
     ) -> Tier | None:
         c, path = self.c, f"routes.{route}.tiers[{index}]"
         if not isinstance(raw, Mapping) or not raw:
@@ -361,12 +381,13 @@ class _RouteCompiler:
         for up_name, weight in raw.items():
             up = self.upstreams.get(up_name)
             if up is None:
-                c.err(path, f'unknown upstream "{up_name}"')
+                if up_name not in self.defined:
+                    c.err(path, f'unknown upstream "{up_name}"')
                 continue
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
                 c.err(f"{path}.{up_name}", "weight must be an integer >= 0")
                 continue
-            timeouts = c.timeouts(overrides, f"routes.{route}", up.timeouts)
+            timeouts = replace(up.timeouts, **overrides) if overrides else up.timeouts
             members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
         if not members:
             return None

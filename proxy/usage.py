@@ -24,7 +24,9 @@ def _from_object(data: object) -> Usage | None:
         return None
     tin = usage.get("prompt_tokens", usage.get("input_tokens"))
     tout = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    if not isinstance(tin, int) or not isinstance(tout, int):
+    if not isinstance(tin, int) or not isinstance(tout, int) or isinstance(tin | tout, bool):
+        return None
+    if isinstance(tin, bool) or isinstance(tout, bool) or tin < 0 or tout < 0:
         return None
     return Usage(tokens_in=tin, tokens_out=tout)
 

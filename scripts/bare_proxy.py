@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
 import aiohttp
 import orjson
@@ -63,7 +64,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
     parser.add_argument("--upstream", required=True, help="upstream root, e.g. http://h:p")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(main(args.port, args.upstream))
-    except KeyboardInterrupt:
-        pass

@@ -1,7 +1,7 @@
 """E2E harness: gateway subprocesses with captured logs, fake providers, config files, waits.
 
-Test modules import helpers from here and load its fixtures with
-`pytest_plugins = ("e2e.e2e_harness",)`. There is deliberately no tests/e2e/conftest.py: the
+Test modules import helpers from here and load the fixtures of e2e_fixtures.py with
+`pytest_plugins = ("e2e.e2e_fixtures",)`. There is deliberately no tests/e2e/conftest.py: the
 integration tests import `conftest` by name, and a second conftest module would shadow it.
 """
 
@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -177,13 +178,12 @@ class GatewayProcess:
                 stream.close()
 
 
-def _pump(stream: object, sink: Callable[[str], None]) -> None:
-    assert hasattr(stream, "readline")
+def _pump(stream: IO[bytes], sink: Callable[[str], None]) -> None:
     for raw in iter(stream.readline, b""):
         sink(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
 
-GatewayStarter = Callable[..., "GatewayProcess"]
+GatewayStarter = Callable[..., GatewayProcess]
 """spawn_gateway(config_path, *, command="serve", env=None, drop_env=()) -> GatewayProcess"""
 
 FakeStarter = Callable[..., Awaitable[FakeProvider]]
@@ -200,54 +200,6 @@ def child_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) 
         env.pop(name, None)
     env.update(extra or {})
     return env
-
-
-# --- fixtures (test modules load them with pytest_plugins) ------------------------------
-
-
-@pytest.fixture
-def spawn_gateway() -> Iterator[GatewayStarter]:
-    """Start `gateway <command> --config PATH` subprocesses; each is stopped by PID at the end."""
-    started: list[GatewayProcess] = []
-
-    def start(
-        config: Path,
-        *,
-        command: str = "serve",
-        env: Mapping[str, str] | None = None,
-        drop_env: Sequence[str] = (),
-    ) -> GatewayProcess:
-        proc = subprocess.Popen(
-            [*GATEWAY_CMD, command, "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env(env, drop_env),
-            cwd=str(config.parent),
-        )
-        gw = GatewayProcess(proc)
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        gw.stop()
-
-
-@pytest.fixture
-async def fake_upstreams() -> AsyncIterator[FakeStarter]:
-    """Fake providers on 127.0.0.1 free ports, in the test's event loop."""
-    started: list[FakeProvider] = []
-
-    async def start(name: str, default: Behaviour | None = None) -> FakeProvider:
-        fake = FakeProvider(name=name, default=default or Behaviour())
-        await fake.start("127.0.0.1", 0)
-        started.append(fake)
-        return fake
-
-    yield start
-    for fake in started:
-        await fake.stop()
 
 
 # --- config files ---------------------------------------------------------------------------
@@ -288,12 +240,8 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_config(path: Path, config: Mapping[str, object], *, atomic: bool = True) -> None:
-    text = tomli_w.dumps(dict(config))
-    if atomic:
-        replace_file(path, text)
-    else:
-        path.write_text(text, "utf-8")
+def write_config(path: Path, config: Mapping[str, object]) -> None:
+    replace_file(path, tomli_w.dumps(dict(config)))
 
 
 async def wait_until(what: str, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:

@@ -12,7 +12,7 @@ import pytest
 from e2e.e2e_harness import REPO, GatewayStarter, chat_body, connect_refused, free_port
 
 pytestmark = pytest.mark.e2e
-pytest_plugins = ("e2e.e2e_harness",)
+pytest_plugins = ("e2e.e2e_fixtures",)
 
 
 def demo_config(tmp_path: Path) -> tuple[Path, int, int]:

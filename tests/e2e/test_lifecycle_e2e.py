@@ -32,7 +32,7 @@ from e2e.e2e_harness import (
 from proxy.fake.behaviour import Behaviour
 
 pytestmark = pytest.mark.e2e
-pytest_plugins = ("e2e.e2e_harness",)
+pytest_plugins = ("e2e.e2e_fixtures",)
 
 DRAIN_S = 2.0
 

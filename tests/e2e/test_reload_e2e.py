@@ -27,7 +27,7 @@ from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e
-pytest_plugins = ("e2e.e2e_harness",)
+pytest_plugins = ("e2e.e2e_fixtures",)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 

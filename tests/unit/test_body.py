@@ -239,7 +239,7 @@ json_values = st.recursive(
 model_names = st.text(min_size=1, max_size=30)
 
 
-@settings(max_examples=400)
+@settings(max_examples=150)
 @given(
     st.dictionaries(json_keys, json_values, max_size=6),
     model_names,

@@ -409,6 +409,14 @@ def test_bad_base_url(url: object) -> None:
     assert all(e.startswith("upstreams.a.base_url: ") for e in errs)
 
 
+@pytest.mark.parametrize("url", ["http://h:99999/v1", "http://h:abc/v1", "http://h:-1/v1"])
+def test_base_url_with_bad_port(url: str) -> None:
+    # Accepted today, these fail on every request instead of at load time.
+    errs = errors_of(cfg({"r": {"tiers": [{"b": 1}]}}, ups("a", "b", a={"base_url": url})))
+    assert len(errs) == 1
+    assert errs[0].startswith("upstreams.a.base_url: ")
+
+
 def test_missing_base_url() -> None:
     raw = ups("a", "b")
     del raw["a"]["base_url"]
@@ -752,6 +760,7 @@ def _check_only_config_error(data: Any) -> None:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, trees, max_size=5))
+@example({"server": {"log_level": {}}, "routes": {}})
 def test_compile_data_on_arbitrary_trees_raises_only_config_error(data: dict[str, Any]) -> None:
     _check_only_config_error(data)
 

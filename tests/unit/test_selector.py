@@ -240,7 +240,7 @@ def tier_setups(draw: st.DrawFn) -> tuple[list[int], list[int], list[UpstreamSta
     return weights, candidates, stats
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(tier_setups(), st.sampled_from(list(Strategy)), st.integers(0, 2**32))
 def test_pick_always_returns_a_candidate(
     setup: tuple[list[int], list[int], list[UpstreamStats]], strategy: Strategy, seed: int
@@ -250,7 +250,7 @@ def test_pick_always_returns_a_candidate(
     assert set(picks) <= set(candidates)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(
     st.lists(st.integers(min_value=0, max_value=15), min_size=1, max_size=7),
     st.integers(min_value=1, max_value=3),

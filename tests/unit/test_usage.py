@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.usage import MAX_PARSED_BODY, Usage, from_body, from_event
@@ -49,7 +51,6 @@ def test_openai_names_win_over_anthropic_names() -> None:
         b'{"usage":{"prompt_tokens":"12","completion_tokens":3}}',
         b'{"usage":{"prompt_tokens":12,"completion_tokens":null}}',
         b'{"usage":{"prompt_tokens":1.5,"completion_tokens":3}}',
-        b'[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]',
         b'{"usage":{"prompt_tokens":1,',
         b'"usage"',
         b'\xff\xfe"usage"',
@@ -63,14 +64,37 @@ def test_bool_is_not_a_token_count() -> None:
     assert from_body(b'{"usage":{"prompt_tokens":true,"completion_tokens":false}}') is None
 
 
-def test_body_size_cap() -> None:
-    usage = b'{"usage":{"prompt_tokens":1,"completion_tokens":2},"pad":"'
-    fill = MAX_PARSED_BODY - len(usage) - 2
-    at_cap = usage + b"x" * fill + b'"}'
-    assert len(at_cap) == MAX_PARSED_BODY
-    assert from_body(at_cap) == Usage(1, 2)
-    over = usage + b"x" * (fill + 1) + b'"}'
-    assert from_body(over) is None
+def test_large_body_reads_only_the_usage_object() -> None:
+    # Big answers are not parsed whole; the usage object at the end is still found.
+    pad = b"x" * (MAX_PARSED_BODY + 10)
+    body = b'{"data":"' + pad + b'","usage":{"prompt_tokens":3,"completion_tokens":4}}'
+    assert from_body(body) == Usage(3, 4)
+
+
+def test_usage_object_with_nested_details() -> None:
+    body = (
+        b'{"choices":[],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":4},'
+        b'"completion_tokens":2,"completion_tokens_details":{"reasoning_tokens":1}},"x":{}}'
+    )
+    assert from_body(body) == Usage(9, 2)
+
+
+def test_usage_word_in_the_answer_text() -> None:
+    body = (
+        b'{"choices":[{"message":{"content":"my \\"usage"}}],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":6}}'
+    )
+    assert from_body(body) == Usage(5, 6)
+    before = (
+        b'{"usage":{"prompt_tokens":5,"completion_tokens":6},'
+        b'"choices":[{"message":{"content":"the \\"usage"}}]}'
+    )
+    assert from_body(before) == Usage(5, 6)
+
+
+def test_large_body_without_a_parsable_usage_object_is_skipped() -> None:
+    pad = b"x" * (MAX_PARSED_BODY + 10)
+    assert from_body(b'{"usage":null,"data":"' + pad + b'"}') is None
 
 
 def test_include_usage_event() -> None:
@@ -123,3 +147,36 @@ def test_never_raises_on_garbage(data: bytes) -> None:
     for blob in (data, b'"usage"' + data, data + b'{"usage":{}}'):
         assert isinstance(from_body(blob), Usage | None)
         assert isinstance(from_event(blob), Usage | None)
+
+
+usage_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**6), max_value=10**6)
+    | st.text(alphabet='usage"{}\\ :,x', max_size=12)
+)
+usage_keys = st.text(alphabet='usage"{}\\ :x', max_size=8).filter(lambda k: k != "usage")
+usage_values = st.recursive(
+    usage_scalars,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(usage_keys, c, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150)
+@given(
+    st.dictionaries(usage_keys, usage_values, max_size=5),
+    st.integers(min_value=0, max_value=5),
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=0, max_value=10**6),
+    st.dictionaries(usage_keys, usage_values, max_size=2),
+)
+def test_from_body_agrees_with_a_whole_parse(
+    rest: dict[str, Any], position: int, tokens_in: int, tokens_out: int, extra: dict[str, Any]
+) -> None:
+    # Strings full of quotes, braces and the word usage, anywhere, even inside the usage object.
+    usage = {"prompt_tokens": tokens_in, **extra, "completion_tokens": tokens_out}
+    items = list(rest.items())
+    items.insert(min(position, len(items)), ("usage", usage))
+    body = orjson.dumps(dict(items))
+    assert from_body(body) == Usage(tokens_in, tokens_out)
