@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -108,3 +109,14 @@ class Notifier:
             self.send(field)
         else:
             self.send(field, f"STATUS={_one_line(status)}")
+
+
+async def keep_watchdog_fed(notifier: Notifier) -> None:
+    """Ping from the event loop itself, so a blocked loop stops the pings and systemd restarts.
+
+    Returns at once when systemd set no watchdog for this process.
+    """
+    interval_s = watchdog_interval_s(os.environ, os.getpid())
+    while interval_s is not None:
+        notifier.watchdog()
+        await asyncio.sleep(interval_s)

@@ -20,7 +20,7 @@ from proxy.compiler import compile_text
 from proxy.config import Config, ConfigError
 from proxy.reload import Reloader
 from proxy.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
-from proxy.sdnotify import Notifier
+from proxy.sdnotify import Notifier, keep_watchdog_fed
 from proxy.stats import StatsRegistry
 from proxy.supervisor import LISTEN_ENV, WORKER_ENV, Supervisor
 from proxy.tasks import Tasks
@@ -126,6 +126,7 @@ class GatewayServer:
             upstreams=len(snap.upstreams),
         )
         self.notifier.ready(status=f"listening on {address}")
+        self.tasks.spawn(keep_watchdog_fed(self.notifier), name="watchdog")
         await self.stop_event.wait()
         await self.shutdown()
         return 0

@@ -18,7 +18,7 @@ from proxy import logs
 from proxy.compiler import compile_text
 from proxy.config import Config, ConfigError
 from proxy.runtime import FINAL_GRACE_S
-from proxy.sdnotify import Notifier
+from proxy.sdnotify import Notifier, keep_watchdog_fed
 from proxy.tasks import Tasks
 
 WORKER_ENV = "GATEWAY_WORKER"
@@ -85,6 +85,7 @@ class Supervisor:
             address = f"http://{self._listen}"
             logs.event("ready", address=address, workers=len(self.workers), config=str(self.path))
             self.systemd.ready(status=f"listening on {address} with {len(self.workers)} workers")
+            self.tasks.spawn(keep_watchdog_fed(self.systemd), name="watchdog")
             await self.stop_event.wait()
             return await self._shutdown()
         finally:

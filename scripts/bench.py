@@ -21,13 +21,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import aiohttp
 import orjson
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY = str(ROOT / "venv" / "bin" / "gateway")
@@ -68,40 +68,35 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-# --- /proc ------------------------------------------------------------------------------------
+def read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:  # the process or thread has just exited
+        return ""
+
+
 def tree(pid: int) -> list[int]:
-    """pid and all its descendants (the children of each of their threads)."""
+    """pid and all its descendants (the children of each of their threads), from /proc."""
     out, todo = [], [pid]
     while todo:
         out.append(p := todo.pop())
-        for children in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo += [int(c) for c in children.read_text().split()]
-            except OSError:
-                continue
+        tasks = Path(f"/proc/{p}/task").glob("*")
+        todo += [int(c) for t in tasks for c in read(t / "children").split()]
     return out
-
-
-def proc_files(pid: int, name: str) -> Iterator[str]:
-    for p in tree(pid):
-        try:
-            yield Path(f"/proc/{p}/{name}").read_text()
-        except OSError:
-            continue
 
 
 def cpu_ticks(pid: int) -> int:
     """utime + stime (+ cutime + cstime of reaped children) of pid and its descendants."""
-    return sum(sum(map(int, s[s.rfind(")") + 2 :].split()[11:15])) for s in proc_files(pid, "stat"))
+    stats = [read(f"/proc/{p}/stat") for p in tree(pid)]
+    return sum(sum(map(int, s[s.rfind(")") + 2 :].split()[11:15])) for s in stats if s)
 
 
 def rss_kb(pid: int) -> int:
     """VmRSS of pid and its descendants, in KiB."""
-    found = (re.search(r"^VmRSS:\s+(\d+)", s, re.M) for s in proc_files(pid, "status"))
+    found = [re.search(r"^VmRSS:\s+(\d+)", read(f"/proc/{p}/status"), re.M) for p in tree(pid)]
     return sum(int(m.group(1)) for m in found if m)
 
 
-# --- processes --------------------------------------------------------------------------------
 class Server(NamedTuple):
     proc: subprocess.Popen[bytes]
     url: str
@@ -177,7 +172,6 @@ def read_gateway_log(log: Path) -> None:
             GATEWAY_LOG[f"{ev.get('level')} {ev.get('event')}"] += 1
 
 
-# --- wrk --------------------------------------------------------------------------------------
 @dataclass
 class Run:
     requests: int
@@ -247,7 +241,6 @@ def run_round(procs: Procs, rnd: int, args: argparse.Namespace, runs: dict[str, 
     read_gateway_log(gw.log)
 
 
-# --- aiohttp clients: time to first byte, open streams ----------------------------------------
 async def ttfb(urls: dict[str, str], n: int) -> Times:
     """Sequential streams, interleaved over targets: [first body byte, last byte] in ms."""
     out: Times = {name: [] for name in urls}
@@ -269,39 +262,36 @@ async def ttfb(urls: dict[str, str], n: int) -> Times:
 
 async def hold_streams(url: str, n: int, pid: int) -> dict[str, int]:
     """Open n streams, wait until each has its first byte, sample RSS, then close them all."""
-    opened, release, gate = 0, asyncio.Event(), asyncio.Semaphore(100)  # connect in waves
-    target = f"{url}/v1/chat/completions"
+    done, release, gate = Counter[str](), asyncio.Event(), asyncio.Semaphore(100)  # in waves
 
     async def one(session: aiohttp.ClientSession) -> None:
-        nonlocal opened
         r: aiohttp.ClientResponse | None = None
         try:
             async with gate:
-                r = await session.post(target, data=chat_body("gateway", True), headers=HEADERS)
+                r = await session.post(url, data=chat_body("gateway", True), headers=HEADERS)
                 if r.status != 200 or not await r.content.readany():
                     raise BenchError(f"status {r.status}")
-                opened += 1
+                done["open"] += 1
             await release.wait()
         except (aiohttp.ClientError, OSError, BenchError) as exc:
-            ERRORS[f"memory: {type(exc).__name__}"] += 1
+            done[f"memory: {type(exc).__name__}"] += 1
         finally:
             if r is not None:
                 r.close()
 
-    async def sample() -> dict[str, int]:
-        for _ in range(300):  # up to 30 s; the fake's streams last 20 s
-            if opened >= n:
-                break
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as tg:
+        for _ in range(n):
+            tg.create_task(one(session))
+        for _ in range(300):  # up to 30 s (the fake's streams last 20 s)
             await asyncio.sleep(0.1)
+            if done.total() >= n:
+                break
         await asyncio.sleep(1.0)
-        figures = {"open": opened, "open_kb": rss_kb(pid)}
-        ERRORS["memory: streams not open"] += n - opened
+        figures = {"open": done["open"], "open_kb": rss_kb(pid)}
         release.set()
-        return figures
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        *_, figures = await asyncio.gather(*(one(session) for _ in range(n)), sample())
-    assert isinstance(figures, dict)
+    ERRORS.update({k: v for k, v in done.items() if k != "open"})
+    ERRORS["memory: streams not open"] += n - figures["open"]
     return figures
 
 
@@ -314,7 +304,7 @@ def memory(procs: Procs, streams: int, workers: int) -> Memory:
             try:
                 time.sleep(1.0)
                 idle = rss_kb(s.proc.pid)
-                held = asyncio.run(hold_streams(s.url, streams, s.proc.pid))
+                held = uvloop.run(hold_streams(f"{s.url}/v1/chat/completions", streams, s.proc.pid))
                 time.sleep(2.0)
                 out[name] = {"idle_kb": idle, **held, "after_kb": rss_kb(s.proc.pid)}
             finally:
@@ -334,7 +324,6 @@ def soak(procs: Procs, seconds: int, workers: int) -> Run:
         procs.stop(fake.proc, gw.proc)
 
 
-# --- report -----------------------------------------------------------------------------------
 def table(title: str, rows: list[list[str]], left: int = 1) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"\n{title}")
@@ -469,7 +458,7 @@ def run_all(procs: Procs, args: argparse.Namespace) -> int:
     servers = [slow, procs.bare(slow), procs.gateway(slow, args.workers)]
     try:
         urls = {n: s.url for n, s in zip(TARGETS, servers, strict=True)}
-        times = asyncio.run(ttfb(urls, 8 if args.quick else 20))
+        times = uvloop.run(ttfb(urls, 8 if args.quick else 20))
     finally:
         procs.stop(*(s.proc for s in servers))
     note(f"memory with {args.streams} open streams ...")

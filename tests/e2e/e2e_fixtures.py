@@ -6,6 +6,7 @@ after a timeout), fake providers in the test's own event loop.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -60,3 +61,14 @@ async def fake_upstreams() -> AsyncIterator[FakeStarter]:
     yield start
     for fake in started:
         await fake.stop()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """A bound AF_UNIX datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    yield sock, path
+    sock.close()

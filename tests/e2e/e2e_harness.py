@@ -366,3 +366,17 @@ def sse_data(body: bytes) -> list[bytes]:
         if data:
             events.append(b"\n".join(data))
     return events
+
+
+async def next_state_message(sock: socket.socket, timeout_s: float = 10.0) -> dict[str, str]:
+    """The next sd_notify datagram that changes state (READY, RELOADING, STOPPING...), as fields.
+
+    Datagrams carrying only STATUS, EXTEND_TIMEOUT_USEC or WATCHDOG are skipped.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        async with asyncio.timeout(timeout_s):
+            data = await loop.sock_recv(sock, 4096)
+        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+        if set(fields) - {"STATUS", "EXTEND_TIMEOUT_USEC", "WATCHDOG"}:
+            return fields

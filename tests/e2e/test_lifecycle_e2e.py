@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -21,6 +20,7 @@ from e2e.e2e_harness import (
     child_env,
     config_dict,
     connect_refused,
+    next_state_message,
     raw_request,
     replace_file,
     sse_data,
@@ -201,27 +201,6 @@ async def test_sigterm_after_shutdown_still_exits_zero(
     assert code == 0, f"exit status {code}: killed by a SIGTERM after the drain had finished"
 
 
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.setblocking(False)
-    yield sock, path
-    sock.close()
-
-
-async def next_message(sock: socket.socket, timeout_s: float = 5.0) -> dict[str, str]:
-    """The next sd_notify datagram, as its fields (state messages only: no bare STATUS)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        async with asyncio.timeout(timeout_s):
-            data = await loop.sock_recv(sock, 4096)
-        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if line)
-        if set(fields) - {"STATUS", "EXTEND_TIMEOUT_USEC", "WATCHDOG"}:
-            return fields
-
-
 async def test_sd_notify_ready_reload_stopping(
     tmp_path: Path,
     fake_upstreams: FakeStarter,
@@ -237,7 +216,7 @@ async def test_sd_notify_ready_reload_stopping(
 
     write_config(path, config(1))
     gw = spawn_gateway(path, env={"NOTIFY_SOCKET": sock_path})
-    ready = await next_message(sock, timeout_s=15)
+    ready = await next_state_message(sock, timeout_s=15)
     assert ready.get("READY") == "1", ready
     address = await gw.wait_ready()
     assert address in ready.get("STATUS", ""), ready
@@ -248,11 +227,11 @@ async def test_sd_notify_ready_reload_stopping(
     write_config(path, config(2))
     before = time.monotonic_ns() // 1000
     gw.signal(signal.SIGHUP)
-    reloading = await next_message(sock)
+    reloading = await next_state_message(sock)
     after = time.monotonic_ns() // 1000
     assert reloading.get("RELOADING") == "1", reloading
     assert before <= int(reloading["MONOTONIC_USEC"]) <= after
-    ready = await next_message(sock)
+    ready = await next_state_message(sock)
     assert ready.get("READY") == "1", ready
     assert "reload failed" not in ready.get("STATUS", "")
     await gw.wait_event("config_reloaded")
@@ -260,16 +239,16 @@ async def test_sd_notify_ready_reload_stopping(
     # A failed reload still answers READY=1, with a STATUS saying so.
     replace_file(path, "[server\nlisten = \n")
     gw.signal(signal.SIGHUP)
-    reloading = await next_message(sock)
+    reloading = await next_state_message(sock)
     assert reloading.get("RELOADING") == "1", reloading
     assert int(reloading["MONOTONIC_USEC"]) > 0
-    ready = await next_message(sock)
+    ready = await next_state_message(sock)
     assert ready.get("READY") == "1", ready
     assert "reload failed" in ready.get("STATUS", ""), ready
     await gw.wait_event("config_reload_failed")
 
     gw.signal(signal.SIGTERM)
-    stopping = await next_message(sock)
+    stopping = await next_state_message(sock)
     assert stopping.get("STOPPING") == "1", stopping
     assert await gw.wait_exit(DRAIN_S + 6) == 0
 
