@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -72,6 +73,11 @@ def _run(coro: Coroutine[object, object, int]) -> int:
         return uvloop.run(coro)
     except KeyboardInterrupt:
         return 130
+    finally:
+        # The loop's handlers are gone: a late SIGTERM (systemctl stop twice) must not turn a
+        # clean exit into death by signal while the interpreter winds down.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check(path: Path) -> int:

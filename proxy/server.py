@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
+from aiohttp import http_parser, web
 
 from proxy import logs
 from proxy.app import build_app
@@ -72,6 +72,9 @@ class GatewayServer:
         self.address = ""
 
     async def start(self) -> str:
+        if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
+            # Most of aiohttp's request-smuggling advisories were in the pure-Python parser.
+            logs.warning("pure_python_http_parser", hint="unset AIOHTTP_NO_EXTENSIONS")
         server = self.store.current.server
         self.session = new_session()
         gw = Gateway(
