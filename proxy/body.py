@@ -16,6 +16,8 @@ class Peek:
     model: str
     stream: bool
     include_usage: bool
+    """The client asked for the usage chunk itself (`stream_options.include_usage`)."""
+    has_stream_options: bool
 
 
 def peek(body: bytes) -> Peek:
@@ -38,7 +40,12 @@ def peek(body: bytes) -> Peek:
         raise bad_request("`stream` must be a boolean.", "stream")
     options = data.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return Peek(model=model, stream=stream, include_usage=include_usage)
+    return Peek(
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        has_stream_options=options is not None,
+    )
 
 
 _MODEL_KEY = b'"model"'
@@ -72,6 +79,30 @@ def rewrite_model(body: bytes, old: str, new: str) -> bytes:
                     return out
     data = orjson.loads(body)
     data["model"] = new
+    return orjson.dumps(data)
+
+
+_USAGE_OPTION = b'"stream_options":{"include_usage":true}'
+
+
+def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
+    """Add `stream_options.include_usage` so a stream reports its tokens (for metering).
+
+    Without stream_options in the body the option is spliced before the closing brace;
+    otherwise the object is merged through a re-encode (rare: include_obfuscation and co).
+    """
+    if not has_stream_options:
+        end = body.rstrip().rfind(b"}")
+        if end > 0:
+            head = body[:end].rstrip()
+            sep = b"" if head.endswith(b"{") else b","
+            return head + sep + _USAGE_OPTION + body[end:]
+    data = orjson.loads(body)
+    options = data.get("stream_options")
+    data["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
     return orjson.dumps(data)
 
 

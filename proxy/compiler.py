@@ -36,7 +36,7 @@ _SERVER_KEYS = frozenset(
 )
 _DEFAULT_KEYS = frozenset({*_TIMEOUT_KEYS, "max_attempts", "ejection", "panic"})
 _UPSTREAM_KEYS = frozenset(
-    {"provider", "base_url", "credential", "model", "ejection", *_TIMEOUT_KEYS}
+    {"provider", "base_url", "credential", "model", "ejection", "stream_usage", *_TIMEOUT_KEYS}
 )
 _ROUTE_KEYS = frozenset({"strategy", "tiers", "fallback", "max_attempts", *_TIMEOUT_KEYS})
 _EJECTION_KEYS = frozenset({"consecutive_failures", "base_s", "max_s", "jitter"})
@@ -231,6 +231,7 @@ class _Compiler:
         model = self.string(raw, "model", path)
         up_timeouts = self.timeouts(raw, path, timeouts)
         up_ejection = self.ejection(raw, path, ejection)
+        stream_usage = self.boolean(raw, "stream_usage", path, True)
         if len(self.errors) > n_errors:
             return None
         secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
@@ -243,6 +244,7 @@ class _Compiler:
             credential=credential,
             timeouts=up_timeouts,
             ejection=up_ejection,
+            stream_usage=stream_usage,
             fingerprint=f"{provider}|{base_url}|{model}|{secret_id}",
         )
 

@@ -64,6 +64,9 @@ class Upstream:
     credential: str | None = field(default=None, repr=False)
     timeouts: Timeouts
     ejection: Ejection
+    stream_usage: bool = True
+    """Ask for `stream_options.include_usage` on streams (and hide that chunk from clients
+    that did not ask), so every stream reports its tokens."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

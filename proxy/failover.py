@@ -10,8 +10,8 @@ import aiohttp
 
 from proxy import logs
 from proxy.balancer import Balancer, Choice
-from proxy.body import Peek, rewrite_model
-from proxy.config import Config, Endpoint, Route
+from proxy.body import Peek, ask_for_usage, rewrite_model
+from proxy.config import Config, Endpoint, Route, Upstream
 from proxy.errors import FAILOVER, PENALIZE, FailureKind, GatewayError, exhausted, no_upstream
 from proxy.forward import AttemptFailed, Opened, open_attempt
 from proxy.headers import upstream_headers
@@ -56,15 +56,28 @@ class Call:
     request_id: str
     trace: Trace = field(default_factory=Trace)
     tried: list[str] = field(default_factory=list)
-    bodies: dict[str | None, bytes] = field(default_factory=dict)
+    bodies: dict[tuple[str | None, bool], bytes] = field(default_factory=dict)
 
-    def body_for(self, model: str | None) -> bytes:
-        """The body with the model rewritten for one upstream model id (once per model)."""
-        out = self.bodies.get(model)
+    def body_for(self, up: Upstream) -> bytes:
+        """The body for one upstream: its model id, and the usage option when it meters streams."""
+        add_usage = self.strip_usage(up)
+        key = (up.model, add_usage)
+        out = self.bodies.get(key)
         if out is None:
-            out = rewrite_model(self.body, self.peek.model, model) if model else self.body
-            self.bodies[model] = out
+            out = rewrite_model(self.body, self.peek.model, up.model) if up.model else self.body
+            if add_usage:
+                out = ask_for_usage(out, self.peek.has_stream_options)
+            self.bodies[key] = out
         return out
+
+    def strip_usage(self, up: Upstream) -> bool:
+        """True when the gateway adds the usage chunk itself, so it must hide it again."""
+        return (
+            up.stream_usage
+            and self.peek.stream
+            and not self.peek.include_usage
+            and self.endpoint is not Endpoint.EMBEDDINGS
+        )
 
 
 async def run(session: aiohttp.ClientSession, balancer: Balancer, call: Call) -> Winner:
@@ -107,7 +120,7 @@ async def _attempt(
             session,
             choice.member,
             up.url(call.endpoint),
-            call.body_for(up.model),
+            call.body_for(up),
             upstream_headers(call.client_headers, up, call.request_id),
             stream=call.peek.stream,
         )

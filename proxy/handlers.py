@@ -120,7 +120,7 @@ async def _forward(
             headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
             _note_usage_json(win, log)
             return web.Response(status=upstream.status, body=win.opened.first, headers=headers)
-        return await _relay(request, gw, win, headers, trace, log)
+        return await _relay(request, gw, call, win, headers, log)
     finally:
         win.choice.stats.release()
         win.opened.response.release()
@@ -129,14 +129,19 @@ async def _forward(
 async def _relay(
     request: web.Request,
     gw: Gateway,
+    call: failover.Call,
     win: Winner,
     headers: dict[str, str],
-    trace: Trace,
     log: dict[str, object],
 ) -> web.StreamResponse:
+    trace = call.trace
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
-    relay = StreamRelay(win.opened.response, win.choice.member.timeouts)
+    relay = StreamRelay(
+        win.opened.response,
+        win.choice.member.timeouts,
+        strip_usage=call.strip_usage(win.choice.member.upstream),
+    )
     gw.drain.streams.add(relay)
     try:
         await out.prepare(request)  # the commit point: no failover after this line

@@ -25,6 +25,13 @@ _END_MESSAGES = {
 }
 
 
+_MAX_PENDING = 1 << 20
+
+
+def _is_usage_only(event: bytes) -> bool:
+    return (b'"choices":[]' in event or b'"choices": []' in event) and b'"usage"' in event
+
+
 class StreamRelay:
     """One committed stream: upstream bytes out to the client, unchanged and unbuffered.
 
@@ -40,13 +47,19 @@ class StreamRelay:
         "_last",
         "_loop",
         "_parser",
+        "_pending",
+        "_strip",
         "failure",
         "upstream",
         "usage",
     )
 
-    def __init__(self, upstream: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
+    def __init__(
+        self, upstream: aiohttp.ClientResponse, timeouts: Timeouts, *, strip_usage: bool = False
+    ) -> None:
         self.upstream = upstream
+        self._strip = strip_usage
+        self._pending = b""
         self.failure: FailureKind | None = None
         self.usage: Usage | None = None
         self._parser = SSEParser()
@@ -67,7 +80,7 @@ class StreamRelay:
         self._arm()
         try:
             self._observe(first)
-            await out.write(first)
+            await self._forward(out, first)
             content = self.upstream.content
             while True:
                 try:
@@ -80,7 +93,9 @@ class StreamRelay:
                     break
                 self._last = self._loop.time()
                 self._observe(chunk)
-                await out.write(chunk)
+                await self._forward(out, chunk)
+            if self._pending:
+                await out.write(self._pending)
             if self.failure is not None:
                 message, code = _END_MESSAGES.get(self.failure, _END_MESSAGES[FailureKind.SHUTDOWN])
                 await out.write(stream_error_event(message, "server_error", code))
@@ -88,6 +103,36 @@ class StreamRelay:
         finally:
             if self._handle is not None:
                 self._handle.cancel()
+
+    async def _forward(self, out: web.StreamResponse, chunk: bytes) -> None:
+        if self._strip:
+            chunk = self._without_usage_event(chunk)
+            if not chunk:
+                return
+        await out.write(chunk)
+
+    def _without_usage_event(self, chunk: bytes) -> bytes:
+        """Drop the usage-only chunk the gateway asked for on the client's behalf.
+
+        Only whole events are forwarded while stripping (a partial one waits for its end),
+        so the usage event can be cut out exactly; every other byte passes unchanged.
+        """
+        if self._pending:
+            chunk = self._pending + chunk
+            self._pending = b""
+        cut = chunk.rfind(b"\n\n") + 2
+        if cut < 2:
+            if len(chunk) > _MAX_PENDING:  # not SSE framed as expected: stop holding back
+                self._strip = False
+                return chunk
+            self._pending = chunk
+            return b""
+        whole, self._pending = chunk[:cut], chunk[cut:]
+        if b'"usage":{' not in whole and b'"usage": {' not in whole:
+            return whole
+        events = whole.split(b"\n\n")
+        kept = [e for e in events[:-1] if not _is_usage_only(e)]
+        return b"".join(e + b"\n\n" for e in kept)
 
     def _observe(self, chunk: bytes) -> None:
         # Only the usage chunk is parsed; every other event is just looked at.

@@ -197,3 +197,34 @@ async def test_openai_sdk_stream_and_json(fakes: FakeFactory, gateway: GatewayFa
     models = await client.models.list()
     assert [m.id for m in models.data] == ["chat"]
     await client.close()
+
+
+async def test_gateway_asks_for_usage_and_hides_it_from_clients_that_did_not(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=4))
+    gw = await gateway(one_route(a))
+    plain = {k: v for k, v in STREAM.items() if k != "stream_options"}
+    status, _, body = await read_stream(gw.url, plain)
+    assert status == 200
+    sent = orjson.loads(a.requests[-1].body)
+    assert sent["stream_options"] == {"include_usage": True}
+    events = [e for e in body.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    assert not any(b'"choices":[]' in e for e in events)
+    assert b'"finish_reason":"stop"' in events[-2]
+    # Every other byte is the upstream's: the same events as a direct call, minus usage.
+    direct = (await read_stream(a.base_url[: -len("/v1")], {**plain, "model": "a-model"}))[2]
+    assert len([e for e in direct.split(b"\n\n") if e]) == len(events)
+
+
+async def test_stream_usage_off_leaves_the_body_alone(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    config = one_route(a)
+    config["upstreams"]["a"]["stream_usage"] = False  # type: ignore[index]
+    gw = await gateway(config)
+    plain = {k: v for k, v in STREAM.items() if k != "stream_options"}
+    assert (await read_stream(gw.url, plain))[0] == 200
+    assert "stream_options" not in orjson.loads(a.requests[-1].body)

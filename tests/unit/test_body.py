@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.body import Peek, peek, rewrite_model, too_large
+from proxy.body import Peek, ask_for_usage, peek, rewrite_model, too_large
 from proxy.errors import GatewayError
 
 # --- peek --------------------------------------------------------------------------------------
@@ -17,13 +17,13 @@ from proxy.errors import GatewayError
 
 def test_peek_minimal() -> None:
     assert peek(b'{"model":"chat-fast"}') == Peek(
-        model="chat-fast", stream=False, include_usage=False
+        model="chat-fast", stream=False, include_usage=False, has_stream_options=False
     )
 
 
 def test_peek_stream_and_include_usage() -> None:
     body = b'{"model":"m","stream":true,"stream_options":{"include_usage":true}}'
-    assert peek(body) == Peek(model="m", stream=True, include_usage=True)
+    assert peek(body) == Peek(model="m", stream=True, include_usage=True, has_stream_options=True)
 
 
 @pytest.mark.parametrize(
@@ -261,3 +261,26 @@ def test_rewrite_equals_replacing_the_top_level_model(
         # Spliced: everything but the value is byte-identical.
         at = body.index(orjson.dumps(old), body.index(b'"model"') + 7)
         assert out == body[:at] + orjson.dumps(new) + body[at + len(orjson.dumps(old)) :]
+
+
+# --- ask_for_usage ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"m","stream":true}',
+        b'{"model": "m", "stream": true }\n',
+        b'{"model":"m","messages":[{"role":"user","content":"}"}],"stream":true}',
+    ],
+)
+def test_ask_for_usage_splices_the_option(body: bytes) -> None:
+    out = ask_for_usage(body, has_stream_options=False)
+    assert orjson.loads(out) == {**orjson.loads(body), "stream_options": {"include_usage": True}}
+    assert out.startswith(body.rstrip()[:-1].rstrip())
+
+
+def test_ask_for_usage_merges_existing_options() -> None:
+    body = b'{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}'
+    out = orjson.loads(ask_for_usage(body, has_stream_options=True))
+    assert out["stream_options"] == {"include_obfuscation": False, "include_usage": True}
