@@ -134,7 +134,8 @@ class Procs:
         return self.start("bare", cmd, r"listening on (http://\S+)")
 
     def gateway(self, upstream: Server, workers: int) -> Server:
-        config = self.tmp / f"gateway-{time.monotonic_ns()}.toml"
+        config = self.tmp / f"config-{time.monotonic_ns()}" / "gateway.toml"
+        config.parent.mkdir()  # alone: the watcher watches the directory, not the log files
         config.write_text(
             '[server]\nlisten = "127.0.0.1:0"\naccess_log = true\nwatch = true\n'
             f'workers = {workers}\n\n[upstreams.up]\nprovider = "openai"\n'
