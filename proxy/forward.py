@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from proxy.config import Member, Timeouts
 from proxy.errors import FailureKind, classify_status
@@ -36,6 +37,17 @@ class AttemptFailed(Exception):
 
 
 _client_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+_urls: dict[str, URL] = {}
+
+
+def upstream_url(url: str) -> URL:
+    """Parsed once per distinct URL: parsing a URL string is a visible cost per request."""
+    parsed = _urls.get(url)
+    if parsed is None:
+        if len(_urls) > 4096:  # bounded: URLs come only from config, but reloads add new ones
+            _urls.clear()
+        parsed = _urls[url] = URL(url)
+    return parsed
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -67,7 +79,7 @@ async def open_attempt(
     try:
         async with asyncio.timeout(t.ttfb_s) as deadline:
             resp = await session.post(
-                url,
+                upstream_url(url),
                 data=body,
                 headers=headers,
                 allow_redirects=False,

@@ -66,14 +66,14 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             trace=trace,
         )
         resp = await _forward(request, gw, call, log)
-        status = resp.status
+        status = 499 if log.get("failure") == FailureKind.CLIENT_GONE else resp.status
         return resp
     except GatewayError as exc:
         status = exc.status
         return _error_response(exc, rid, trace, gw.drain.draining)
     except asyncio.CancelledError:
         status = 499
-        log["failure"] = FailureKind.CLIENT_GONE.value
+        log["failure"] = FailureKind.CLIENT_GONE
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: an OpenAI-shaped 500, never a trace
         logs.error("internal_error", request_id=rid, error=type(exc).__name__)
@@ -82,12 +82,13 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     finally:
         gw.drain.leave()
         if snap.server.access_log:
+            failure = log.pop("failure", trace.failure)
             logs.access(
                 **log,
                 status=status,
                 upstream=trace.upstream,
                 attempts=trace.attempts,
-                failure=log.get("failure", trace.failure),
+                failure=failure,
                 ttfb_ms=None if trace.ttfb_s is None else round(trace.ttfb_s * 1000, 2),
                 duration_ms=round((time.monotonic() - started) * 1000, 2),
             )
@@ -146,10 +147,15 @@ async def _relay(
     try:
         await out.prepare(request)  # the commit point: no failover after this line
         await relay.run(out, win.opened.first)
-    except (ConnectionError, asyncio.CancelledError):
-        log["failure"] = FailureKind.CLIENT_GONE.value
+    except asyncio.CancelledError:
+        log["failure"] = FailureKind.CLIENT_GONE
         win.opened.response.close()
         raise
+    except ConnectionError:
+        # The client went away while we wrote: nothing more to send, and no server error.
+        log["failure"] = FailureKind.CLIENT_GONE
+        win.opened.response.close()
+        return out
     finally:
         gw.drain.streams.discard(relay)
         if relay.usage is not None:

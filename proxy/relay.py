@@ -9,8 +9,7 @@ from aiohttp import web
 
 from proxy.config import Timeouts
 from proxy.errors import FailureKind, stream_error_event
-from proxy.sse import SSEParser
-from proxy.usage import Usage, from_event
+from proxy.usage import Usage, UsageTap
 
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -46,12 +45,11 @@ class StreamRelay:
         "_idle_s",
         "_last",
         "_loop",
-        "_parser",
         "_pending",
         "_strip",
+        "_tap",
         "failure",
         "upstream",
-        "usage",
     )
 
     def __init__(
@@ -61,14 +59,17 @@ class StreamRelay:
         self._strip = strip_usage
         self._pending = b""
         self.failure: FailureKind | None = None
-        self.usage: Usage | None = None
-        self._parser = SSEParser()
+        self._tap = UsageTap()
         self._loop = asyncio.get_running_loop()
         self._idle_s = timeouts.idle_s
         now = self._loop.time()
         self._last = now
         self._deadline_at = now + timeouts.total_s if timeouts.total_s else None
         self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._tap.usage
 
     def abort(self, kind: FailureKind) -> None:
         """End the stream from outside (drain, watchdog): the pending read fails at once."""
@@ -79,7 +80,7 @@ class StreamRelay:
     async def run(self, out: web.StreamResponse, first: bytes) -> None:
         self._arm()
         try:
-            self._observe(first)
+            self._tap.feed(first)
             await self._forward(out, first)
             content = self.upstream.content
             while True:
@@ -92,7 +93,7 @@ class StreamRelay:
                 if not chunk:
                     break
                 self._last = self._loop.time()
-                self._observe(chunk)
+                self._tap.feed(chunk)
                 await self._forward(out, chunk)
             if self._pending:
                 await out.write(self._pending)
@@ -133,14 +134,6 @@ class StreamRelay:
         events = whole.split(b"\n\n")
         kept = [e for e in events[:-1] if not _is_usage_only(e)]
         return b"".join(e + b"\n\n" for e in kept)
-
-    def _observe(self, chunk: bytes) -> None:
-        # Only the usage chunk is parsed; every other event is just looked at.
-        for ev in self._parser.feed(chunk):
-            if b'"usage"' in ev.data:
-                usage = from_event(ev.data)
-                if usage is not None:
-                    self.usage = usage
 
     def _arm(self) -> None:
         at = self._last + self._idle_s

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from proxy.sse import SSEParser
+
 MAX_PARSED_BODY = 1 << 20
 """Bodies above this size are not parsed for usage (embeddings of big batches)."""
 
@@ -85,3 +87,48 @@ def from_event(data: bytes) -> Usage | None:
         return _from_object(orjson.loads(data))
     except orjson.JSONDecodeError:
         return None
+
+
+_KEYS = (b'"usage":{', b'"usage": {')
+_MAX_TAIL = 1 << 16
+
+
+class UsageTap:
+    """Finds the usage event of a stream without parsing the others.
+
+    Relaying is per chunk and most chunks carry no usage, so each is only searched for the
+    key; from the start of the event holding it, the SSE parser takes over until that event
+    is complete (it may be split across chunks). A chunk split inside the key itself goes
+    unseen: upstreams write whole events.
+    """
+
+    __slots__ = ("_parser", "_tail", "usage")
+
+    def __init__(self) -> None:
+        self._parser: SSEParser | None = None
+        self._tail = b""
+        """The unfinished last line of the previous chunk (usually empty)."""
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._parser is None:
+            at = chunk.find(_KEYS[0])
+            if at < 0:
+                at = chunk.find(_KEYS[1])
+            if at < 0:
+                nl = chunk.rfind(b"\n")
+                self._tail = chunk[nl + 1 :] if nl >= 0 else (self._tail + chunk)[-_MAX_TAIL:]
+                return
+            start = chunk.rfind(b"data:", 0, at)
+            while start > 0 and chunk[start - 1] not in b"\r\n":
+                start = chunk.rfind(b"data:", 0, start)
+            self._parser = SSEParser()
+            chunk = chunk[start:] if start >= 0 else self._tail + chunk
+            self._tail = b""
+        events = self._parser.feed(chunk)
+        if events:
+            self._parser = None
+        for ev in events:
+            usage = from_event(ev.data)
+            if usage is not None:
+                self.usage = usage

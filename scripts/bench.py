@@ -36,28 +36,24 @@ TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 TARGETS = ("direct", "bare", "gateway")
 LOADS = (("json", 1), ("json", 16), ("json", 64), ("sse", 1), ("sse", 16), ("sse", 64))
 PIN = {0, 1} <= os.sched_getaffinity(0)
-SERVER_CPU, CLIENT_CPU = 0, 1
+SERVER_CPU, CLIENT_CPU = (["taskset", "-c", c] if PIN else [] for c in "01")
 HEADERS = {"Content-Type": "application/json"}
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 Times = dict[str, list[list[float]]]  # target -> [first byte ms, last byte ms] per stream
-Memory = dict[str, dict[str, int]]  # process -> figures (KiB, counts)
-ERRORS: Counter[str] = Counter()  # every error any phase saw, by kind
+Mem = dict[str, dict[str, int]]  # process -> RSS figures (KiB) and open streams
+ERRORS: Counter[str] = Counter()  # every error that wrk or the bench's clients saw, by kind
 GATEWAY_LOG: Counter[str] = Counter()  # access statuses and warnings of every gateway run
-GATEWAY_PROCS: set[int] = set()  # processes seen in the gateway's tree
+GATEWAY_PROCS: set[int] = set()  # how many processes the gateway's tree had
 
 
 class BenchError(RuntimeError):
-    pass
+    """A phase of the benchmark could not run."""
 
 
 def chat_body(target: str, stream: bool) -> bytes:
     """The chat request; the fake itself is asked for the upstream model the gateway uses."""
     body = {"model": "bench-model" if target == "direct" else "bench", "messages": MESSAGES}
     return orjson.dumps({**body, "stream": True} if stream else body)
-
-
-def pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if PIN else []
 
 
 def note(text: str) -> None:
@@ -111,19 +107,17 @@ class Procs:
         self.live: list[subprocess.Popen[bytes]] = []
 
     def start(self, name: str, cmd: list[str], pattern: str) -> Server:
-        log = self.tmp / f"{len(self.live)}-{time.monotonic_ns()}-{name}.log"
+        log = self.tmp / f"{time.monotonic_ns()}-{name}.log"
         with log.open("wb") as fh:  # a file, never a pipe nobody reads
-            proc = subprocess.Popen(
-                [*pinned(SERVER_CPU), *cmd], stdout=fh, stderr=fh, start_new_session=True
-            )
-        self.live.append(proc)
+            p = subprocess.Popen([*SERVER_CPU, *cmd], stdout=fh, stderr=fh, start_new_session=True)
+        self.live.append(p)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and p.poll() is None:
             if m := re.search(pattern, log.read_text("utf-8", "replace")):
-                return Server(proc, m.group(1), log)
+                return Server(p, m.group(1), log)
             time.sleep(0.05)
         tail = log.read_text("utf-8", "replace")[-3000:]
-        raise BenchError(f"{name} did not become ready (exit code {proc.poll()}):\n{tail}")
+        raise BenchError(f"{name} did not become ready (exit code {p.poll()}):\n{tail}")
 
     def fake(self, name: str, *flags: str) -> Server:
         cmd = [GATEWAY, "fake-upstream", "--port", "0", "--name", name, *flags]
@@ -159,20 +153,6 @@ class Procs:
                 self.live.remove(p)
 
 
-def read_gateway_log(log: Path) -> None:
-    """Count access statuses, warning/error events and non-JSON lines of one gateway log."""
-    for line in log.read_bytes().splitlines():
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            GATEWAY_LOG[f"non-JSON line: {line[:100].decode('utf-8', 'replace')}"] += 1
-            continue
-        if ev.get("event") == "access":
-            GATEWAY_LOG[f"access {ev.get('status')} {ev.get('failure') or ''}".rstrip()] += 1
-        elif ev.get("level") in ("warning", "error"):
-            GATEWAY_LOG[f"{ev.get('level')} {ev.get('event')}"] += 1
-
-
 @dataclass
 class Run:
     requests: int
@@ -186,12 +166,12 @@ class Run:
 
 def wrk(s: Server, body: bytes, conns: int, secs: int, phase: str, lua: str = "post") -> Run:
     """One wrk run (1 thread, on the client CPU) with the target's CPU time and RSS."""
-    cmd = [*pinned(CLIENT_CPU), "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency"]
-    cmd += ["--timeout", "5s", "-s", str(ROOT / "scripts" / "bench_wrk" / f"{lua}.lua")]
+    script, url = ROOT / "scripts" / "bench_wrk" / f"{lua}.lua", f"{s.url}/v1/chat/completions"
+    cmd = [*CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "5s"]
+    cmd += ["-s", str(script), url]
     env = {**os.environ, "BENCH_BODY": body.decode()}
     env["BENCH_STREAM_BODY"] = chat_body("gateway", True).decode()  # soak.lua's second body
     rss, before, stdout = [rss_kb(s.proc.pid)], cpu_ticks(s.proc.pid), b""
-    cmd.append(f"{s.url}/v1/chat/completions")
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as p:
         try:
             for _ in range(secs // 30 + 3):
@@ -221,25 +201,34 @@ def run_round(procs: Procs, rnd: int, args: argparse.Namespace, runs: dict[str, 
     fake = procs.fake("fast", "--chunks", str(CHUNKS))
     servers = {"direct": fake, "bare": procs.bare(fake)}
     servers["gateway"] = gw = procs.gateway(fake, args.workers)
-    try:
-        for name, s in servers.items():  # warm-up: connection pools, the latency strategy's EWMA
-            for stream in (False, True):
-                wrk(s, chat_body(name, stream), 16, 1, "warm-up")
-        GATEWAY_PROCS.add(len(tree(gw.proc.pid)))
-        order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]  # who goes first rotates every round
-        for kind, conns in LOADS:
-            for name in order:
-                body = chat_body(name, kind == "sse")
-                r = wrk(servers[name], body, conns, args.duration, "load runs")
-                runs.setdefault(f"{kind}/{conns}/{name}", []).append(r)
-                note(
-                    f"round {rnd + 1}: {kind:4} c={conns:<3} {name:8} {r.rps:9,.0f}/s  p50 "
-                    f"{r.p50_ms:7.3f} ms  cpu {r.cpu_us:7.1f} us/req  errors {r.errors}"
-                )
-        GATEWAY_PROCS.add(len(tree(gw.proc.pid)))
-    finally:
-        procs.stop(*(s.proc for s in servers.values()))
+    for name, s in servers.items():  # warm-up: connection pools, the latency strategy's EWMA
+        for stream in (False, True):
+            wrk(s, chat_body(name, stream), 16, 1, "warm-up")
+    order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]  # who goes first rotates every round
+    for kind, conns in LOADS:
+        for name in order:
+            r = wrk(servers[name], chat_body(name, kind == "sse"), conns, args.duration, "runs")
+            runs.setdefault(f"{kind}/{conns}/{name}", []).append(r)
+            note(
+                f"round {rnd + 1}: {kind:4} c={conns:<3} {name:8} {r.rps:9,.0f}/s  p50 "
+                f"{r.p50_ms:7.3f} ms  cpu {r.cpu_us:7.1f} us/req  errors {r.errors}"
+            )
+    GATEWAY_PROCS.add(len(tree(gw.proc.pid)))
+    procs.stop(*(s.proc for s in servers.values()))  # errors: main() stops them all
     read_gateway_log(gw.log)
+
+
+def read_gateway_log(log: Path) -> None:
+    """Count the access statuses, warnings, errors and stderr lines of one gateway run."""
+    for line in log.read_bytes().splitlines():
+        try:
+            ev = orjson.loads(line)
+        except orjson.JSONDecodeError:  # stderr (stdlib logging) or a line cut by a kill
+            ev = {"event": line[:90].decode("utf-8", "replace")}
+        if ev.get("event") == "access":
+            GATEWAY_LOG[f"access {ev.get('status')} {ev.get('failure') or ''}".rstrip()] += 1
+        elif ev.get("level") in ("warning", "error", None):
+            GATEWAY_LOG[f"{ev.get('level', 'stderr')}: {ev.get('event')}"] += 1
 
 
 async def ttfb(urls: dict[str, str], n: int) -> Times:
@@ -262,77 +251,40 @@ async def ttfb(urls: dict[str, str], n: int) -> Times:
 
 
 async def hold_streams(url: str, n: int, pid: int) -> dict[str, int]:
-    """Open n streams, wait until each has its first byte, sample RSS, then close them all."""
-    done, release, gate = Counter[str](), asyncio.Event(), asyncio.Semaphore(100)  # in waves
+    """RSS at idle, with n streams open (first byte received by each), and after closing them."""
+    gate, idle = asyncio.Semaphore(100), rss_kb(pid)  # connect in waves: backlogs are finite
 
-    async def one(session: aiohttp.ClientSession) -> None:
-        r: aiohttp.ClientResponse | None = None
-        try:
-            async with gate:
-                r = await session.post(url, data=chat_body("gateway", True), headers=HEADERS)
-                if r.status != 200 or not await r.content.readany():
-                    raise BenchError(f"status {r.status}")
-                done["open"] += 1
-            await release.wait()
-        except (aiohttp.ClientError, OSError, BenchError) as exc:
-            done[f"memory: {type(exc).__name__}"] += 1
-        finally:
-            if r is not None:
+    async def one(session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        async with gate:
+            r = await session.post(url, data=chat_body("gateway", True), headers=HEADERS)
+            if r.status != 200 or not await r.content.readany():
                 r.close()
+                raise BenchError(f"status {r.status}")
+            return r
 
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)  # bounded waits
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as tg:
-        for _ in range(n):
-            tg.create_task(one(session))
-        for _ in range(300):  # up to 30 s (the fake's streams last 20 s)
-            await asyncio.sleep(0.1)
-            if done.total() >= n:
-                break
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        got = await asyncio.gather(*(one(session) for _ in range(n)), return_exceptions=True)
+        opened = [r for r in got if isinstance(r, aiohttp.ClientResponse)]
         await asyncio.sleep(1.0)
-        figures = {"open": done["open"], "open_kb": rss_kb(pid)}
-        release.set()
-    ERRORS.update({k: v for k, v in done.items() if k != "open"})
-    ERRORS["memory: streams neither open nor failed in 30 s"] += n - done.total()
-    return figures
-
-
-def memory(procs: Procs, streams: int, workers: int) -> Memory:
-    slow = procs.fake("slow", "--chunks", "40", "--chunk-delay", "0.5")  # 20 s per stream
-    out: Memory = {}
-    try:
-        for name in ("bare", "gateway"):
-            s = procs.bare(slow) if name == "bare" else procs.gateway(slow, workers)
-            try:
-                time.sleep(1.0)
-                idle = rss_kb(s.proc.pid)
-                held = uvloop.run(hold_streams(f"{s.url}/v1/chat/completions", streams, s.proc.pid))
-                time.sleep(2.0)
-                out[name] = {"idle_kb": idle, **held, "after_kb": rss_kb(s.proc.pid)}
-            finally:
-                procs.stop(s.proc)
-    finally:
-        procs.stop(slow.proc)
-    return out
-
-
-def table(title: str, rows: list[list[str]], left: int = 1) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(f"\n{title}")
-    for r in rows:
-        pairs = enumerate(zip(r, widths, strict=True))
-        cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in pairs]
-        print("  " + "  ".join(cells).rstrip())
+        figures = {"idle_kb": idle, "open": len(opened), "open_kb": rss_kb(pid)}
+        for r in opened:
+            r.close()
+    ERRORS.update(f"memory: {type(e).__name__}" for e in got if isinstance(e, BaseException))
+    await asyncio.sleep(2.0)
+    return {**figures, "after_kb": rss_kb(pid)}
 
 
 def environment(args: argparse.Namespace) -> dict[str, str]:
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout
-    cpu = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    cpu = re.search(r"^model name\s*:\s*(.*)$", read("/proc/cpuinfo"), re.M)
     libs = ", ".join(f"{p} {md.version(p)}" for p in ("aiohttp", "uvloop", "orjson", "structlog"))
-    place = f"fake upstream, bare proxy, gateway on CPU {SERVER_CPU} (taskset); wrk and the bench"
+    place = "fake upstream, bare proxy, gateway on CPU 0 (taskset); wrk, bench clients on CPU 1"
     return {
         "versions": f"python {platform.python_version()}, {libs}, wrk {[*wrk_v.split(), '?'][1]}",
         "cpu": f"{cpu.group(1) if cpu else '?'}; {os.cpu_count()} CPUs; Linux {platform.release()}",
-        "placement": f"{place}'s clients on CPU {CLIENT_CPU}" if PIN else "NOT pinned (< 2 CPUs)",
+        "placement": place if PIN else "NOT pinned (fewer than 2 CPUs)",
         "gateway": "1 upstream (openai -> fake), route bench: strategy=latency tiers=[{up=1}]; "
         f"access_log=true, watch=true, workers={args.workers}",
         "method": f"{args.rounds} round(s), {args.duration} s per wrk run (-t1); targets restarted "
@@ -343,52 +295,62 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
 def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
     """Print the CPU table and the throughput/latency table; return their figures."""
     stats: dict[str, dict[str, float]] = {}
-    cpu = [["per", "c", "fake (direct)", "bare", "gateway", "gateway-bare", "per chunk"]]
-    lat = [["load", "c", "target", "req/s", "ratio", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms"]]
-    lat[0].append("errors")
+    for key, rs in runs.items():
+        load = key.rsplit("/", 1)[0]
+        d = list(zip(rs, runs[f"{load}/direct"], strict=True))
+        b = zip(rs, runs[f"{load}/bare"], strict=True)
+        stats[key] = {
+            "rps": med([r.rps for r in rs]),
+            "ratio": med([r.rps / x.rps for r, x in d]),
+            "p50_ms": med([r.p50_ms for r in rs]),
+            "p99_ms": med([r.p99_ms for r in rs]),
+            "added_p50_ms": med([r.p50_ms - x.p50_ms for r, x in d]),
+            "added_p99_ms": med([r.p99_ms - x.p99_ms for r, x in d]),
+            "cpu_us": med([r.cpu_us for r in rs]),
+            "minus_bare_us": med([r.cpu_us - x.cpu_us for r, x in b]),
+            "errors": sum(r.errors for r in rs),
+        }
+    print("\nCPU time per request, us (utime+stime of the process and its children / requests)")
+    print("  per               c  fake (direct)     bare  gateway  gateway-bare  per chunk")
     for kind, conns in LOADS:
-        direct, bare = runs[f"{kind}/{conns}/direct"], runs[f"{kind}/{conns}/bare"]
-        for name in TARGETS:
-            rs = runs[f"{kind}/{conns}/{name}"]
-            d, b = list(zip(rs, direct, strict=True)), zip(rs, bare, strict=True)
-            f = stats[f"{kind}/{conns}/{name}"] = {
-                "rps": med([r.rps for r in rs]),
-                "ratio": med([r.rps / x.rps for r, x in d]),
-                "p50_ms": med([r.p50_ms for r in rs]),
-                "p99_ms": med([r.p99_ms for r in rs]),
-                "added_p50_ms": med([r.p50_ms - x.p50_ms for r, x in d]),
-                "added_p99_ms": med([r.p99_ms - x.p99_ms for r, x in d]),
-                "cpu_us": med([r.cpu_us for r in rs]),
-                "minus_bare_us": med([r.cpu_us - x.cpu_us for r, x in b]),
-                "errors": sum(r.errors for r in rs),
-            }
-            first = name == "direct"
-            lat.append([kind if first else "", str(conns) if first else "", name])
-            lat[-1] += [f"{f['rps']:,.0f}", *(f"{f[k]:.3f}" for k in ("ratio", "p50_ms", "p99_ms"))]
-            added = [f"{f[k]:+.3f}" for k in ("added_p50_ms", "added_p99_ms")]
-            lat[-1] += [*(["-", "-"] if first else added), f"{f['errors']:.0f}"]
-        extra = stats[f"{kind}/{conns}/gateway"]["minus_bare_us"]
-        cpu.append([f"{CHUNKS}-chunk stream" if kind == "sse" else "JSON request", str(conns)])
-        cpu[-1] += [f"{stats[f'{kind}/{conns}/{n}']['cpu_us']:.0f}" for n in TARGETS]
-        cpu[-1] += [f"{extra:.0f}", f"{extra / CHUNKS:.1f}" if kind == "sse" else "-"]
-    table("CPU time per request, us (utime+stime of the process and its children / requests)", cpu)
-    table("Throughput and latency (wrk; ratio = target/direct; + = added to direct)", lat, 3)
+        f = {n: stats[f"{kind}/{conns}/{n}"] for n in TARGETS}
+        extra, sse = f["gateway"]["minus_bare_us"], kind == "sse"
+        print(
+            f"  {f'{CHUNKS}-chunk stream' if sse else 'JSON request':16}{conns:>3}"
+            f"{f['direct']['cpu_us']:>15.0f}{f['bare']['cpu_us']:>9.0f}{f['gateway']['cpu_us']:>9.0f}"
+            f"{extra:>14.0f}{f'{extra / CHUNKS:.1f}' if sse else '-':>11}"
+        )
+    print("\nThroughput and latency (wrk -t1; SSE latency = whole stream; ratio = target/direct)")
+    print(f"  load{'c':>4}  {'target':8}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'+p50 ms':>10}{'+p99 ms':>10}{'errors':>8}")  # fmt: skip
+    for kind, conns in LOADS:
+        for n in TARGETS:
+            g, first = stats[f"{kind}/{conns}/{n}"], n == "direct"
+            add = (
+                ["-", "-"] if first else [f"{g[k]:+.3f}" for k in ("added_p50_ms", "added_p99_ms")]
+            )
+            print(
+                f"  {kind if first else '':4}{conns if first else '':>4}  {n:8}{g['rps']:>9,.0f}"
+                f"{g['ratio']:>7.3f}{g['p50_ms']:>9.3f}{g['p99_ms']:>9.3f}{add[0]:>10}{add[1]:>10}"
+                f"{g['errors']:>8.0f}"
+            )
     return stats
 
 
-def print_rest(args: argparse.Namespace, times: Times, mem: Memory, soaked: Run | None) -> None:
-    rows = [["target", "first byte ms", "added ms", "last byte ms", "streams"]]
+def print_rest(args: argparse.Namespace, times: Times, mem: Mem, soaked: Run | None) -> None:
+    print("\nStreaming time to first byte (5 chunks, upstream waits 50 ms each; medians)")
+    print(f"  {'target':8}{'first byte ms':>15}{'added ms':>10}{'last byte ms':>14}{'streams':>9}")
     for n, ts in times.items():
         added = med([t[0] - d[0] for t, d in zip(ts, times["direct"], strict=True)])
-        firsts, lasts = [t[0] for t in ts], [t[1] for t in ts]
-        rows.append([n, f"{med(firsts):.3f}", f"{added:+.3f}", f"{med(lasts):.2f}", str(len(ts))])
-    table("Streaming time to first byte (5 chunks, upstream waits 50 ms each; medians)", rows)
-    rows = [["process", "idle MiB", "open streams", "with them MiB", "KiB/stream", "after MiB"]]
+        first, last = med([t[0] for t in ts]), med([t[1] for t in ts])
+        print(f"  {n:8}{first:>15.3f}{added:>+10.3f}{last:>14.2f}{len(ts):>9}")
+    print("\nResident memory (VmRSS of the process and its children, MiB; after: 2 s after)")
+    print(f"  {'process':8}{'idle':>6}{f'{args.streams} streams open':>20}{'with them':>11}"
+          f"{'KiB/stream':>12}{'after':>7}")  # fmt: skip
     for n, m in mem.items():
         per = (m["open_kb"] - m["idle_kb"]) / max(m["open"], 1)
-        rows.append([n, f"{m['idle_kb'] / 1024:.1f}", f"{m['open']}/{args.streams}"])
-        rows[-1] += [f"{m['open_kb'] / 1024:.1f}", f"{per:.1f}", f"{m['after_kb'] / 1024:.1f}"]
-    table("Resident memory (VmRSS, process and children; 'after' = 2 s after closing)", rows)
+        print(f"  {n:8}{m['idle_kb'] / 1024:>6.1f}{m['open']:>20}{m['open_kb'] / 1024:>11.1f}"
+              f"{per:>12.1f}{m['after_kb'] / 1024:>7.1f}")  # fmt: skip
     if soaked is not None:
         rss = [kb / 1024 for kb in soaked.rss_kb]
         print(f"\nSoak ({args.soak} s, 3 JSON : 1 stream, c=16): {soaked.requests:,} requests, "
@@ -399,7 +361,7 @@ def print_rest(args: argparse.Namespace, times: Times, mem: Memory, soaked: Run 
     print("\n".join(f"  {k}: {v:,}" for k, v in sorted(GATEWAY_LOG.items())))
     print("\nErrors (every wrk run, the TTFB and memory clients):")
     print("\n".join(f"  {k}: {v}" for k, v in sorted(ERRORS.items())))
-    bad = sum(v for k, v in GATEWAY_LOG.items() if not k.startswith("access 200"))
+    bad = sum(v for k, v in GATEWAY_LOG.items() if k != "access 200")
     print(f"  zero errors: {'NO' if any(ERRORS.values()) else 'yes'} (wrk and the bench's clients);"
           f" gateway log lines other than 'access 200': {bad}")  # fmt: skip
 
@@ -418,18 +380,25 @@ def main() -> int:
         args.rounds, args.duration = 1, 2
     args.soak = max(0, min(args.soak, 900))
     if shutil.which("wrk") is None:
-        raise BenchError("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+        print("bench: wrk is not installed (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the children inherit it
     want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
     for sig in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored (`&`)
         signal.signal(sig, signal.default_int_handler)  # KeyboardInterrupt: finally runs
     if PIN:
-        os.sched_setaffinity(0, {CLIENT_CPU})
+        os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         procs = Procs(Path(tmp))
         try:
             return run_all(procs, args)
+        except BenchError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("bench: interrupted; stopping its processes", file=sys.stderr)
+            return 130
         finally:
             procs.stop(*procs.live)
 
@@ -442,22 +411,27 @@ def run_all(procs: Procs, args: argparse.Namespace) -> int:
     note("time to first byte (upstream waits 50 ms between chunks) ...")
     slow = procs.fake("ttfb", "--chunks", "5", "--chunk-delay", "0.05")
     servers = [slow, procs.bare(slow), procs.gateway(slow, args.workers)]
-    try:
-        urls = {n: s.url for n, s in zip(TARGETS, servers, strict=True)}
-        times = uvloop.run(ttfb(urls, 8 if args.quick else 20))
-    finally:
-        procs.stop(*(s.proc for s in servers))
+    urls = {n: s.url for n, s in zip(TARGETS, servers, strict=True)}
+    times = uvloop.run(ttfb(urls, 8 if args.quick else 20))
+    procs.stop(*(s.proc for s in servers))  # on errors, main() stops every child
     note(f"memory with {args.streams} open streams ...")
-    mem = memory(procs, args.streams, args.workers)
+    slow, mem = procs.fake("slow", "--chunks", "40", "--chunk-delay", "0.5"), Mem()  # 20 s each
+    for name in ("bare", "gateway"):
+        s = procs.bare(slow) if name == "bare" else procs.gateway(slow, args.workers)
+        time.sleep(1.0)
+        mem[name] = uvloop.run(
+            hold_streams(f"{s.url}/v1/chat/completions", args.streams, s.proc.pid)
+        )
+        procs.stop(s.proc)
+    procs.stop(slow.proc)
     soaked = None
     if args.soak:  # mixed load (soak.lua: 3 JSON : 1 stream), RSS sampled every 30 s
         note(f"soak for {args.soak} s ...")
         fake = procs.fake("soak", "--chunks", str(CHUNKS))
         gw = procs.gateway(fake, args.workers)
-        try:
-            soaked = wrk(gw, chat_body("gateway", False), 16, args.soak, "soak", "soak")
-        finally:
-            procs.stop(fake.proc, gw.proc)
+        soaked = wrk(gw, chat_body("gateway", False), 16, args.soak, "soak", "soak")
+        procs.stop(fake.proc, gw.proc)
+        read_gateway_log(gw.log)
     print("llm-gateway benchmark\n" + "\n".join(f"  {k:10} {v}" for k, v in env.items()))
     stats = report_loads(runs)
     print_rest(args, times, mem, soaked)
@@ -471,11 +445,4 @@ def run_all(procs: Procs, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("bench: interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(main())

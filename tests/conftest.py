@@ -69,7 +69,7 @@ def upstream(fake: FakeProvider, **extra: object) -> dict[str, object]:
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     """Build and start a gateway from a config dict; shut down (drained) after the test."""
-    logs.configure("warning")
+    logs.configure("info")
     servers: list[GatewayServer] = []
 
     async def make(config: dict[str, object]) -> InProcessGateway:

@@ -8,9 +8,11 @@ import time
 import aiohttp
 import openai
 import orjson
+import pytest
 from conftest import FakeFactory, GatewayFactory, base_config, upstream
 from multidict import CIMultiDict
 
+from proxy import logs
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
 
@@ -228,3 +230,24 @@ async def test_stream_usage_off_leaves_the_body_alone(
     plain = {k: v for k, v in STREAM.items() if k != "stream_options"}
     assert (await read_stream(gw.url, plain))[0] == 200
     assert "stream_options" not in orjson.loads(a.requests[-1].body)
+
+
+async def test_client_gone_is_logged_as_499_not_an_error(
+    fakes: FakeFactory, gateway: GatewayFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=30, chunk_delay_s=0.05))
+    gw = await gateway(one_route(a))
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(STREAM))
+        await r.content.readline()
+        r.close()
+    for _ in range(100):
+        if gw.server.drain.inflight == 0:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    logs.flush()
+    lines = [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+    access = [x for x in lines if x["event"] == "access"]
+    assert [(x["status"], x["failure"]) for x in access] == [(499, "client_gone")]
+    assert not [x for x in lines if x["level"] == "error"]

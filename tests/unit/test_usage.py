@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.usage import MAX_PARSED_BODY, Usage, from_body, from_event
+from proxy.usage import MAX_PARSED_BODY, Usage, UsageTap, from_body, from_event
 
 OPENAI_BODY = (
     b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini",'
@@ -180,3 +180,31 @@ def test_from_body_agrees_with_a_whole_parse(
     items.insert(min(position, len(items)), ("usage", usage))
     body = orjson.dumps(dict(items))
     assert from_body(body) == Usage(tokens_in, tokens_out)
+
+
+# --- UsageTap -------------------------------------------------------------------------------
+
+_STREAM = (
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"data: usage"},"finish_reason":null}],"usage":null}\n\n'
+    b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n'
+    b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}\n\n'
+    b"data: [DONE]\n\n"
+)
+_KEY_AT = _STREAM.index(b'"usage":{')
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(_STREAM) - 1), max_size=6))
+def test_tap_finds_usage_over_splits_outside_the_key(cuts: list[int]) -> None:
+    # Any split except one inside the key itself (upstreams write whole events).
+    points = sorted({c for c in cuts if not _KEY_AT < c < _KEY_AT + 9})
+    tap = UsageTap()
+    for a, b in zip([0, *points], [*points, len(_STREAM)], strict=True):
+        tap.feed(_STREAM[a:b])
+    assert tap.usage == Usage(tokens_in=11, tokens_out=7)
+
+
+def test_tap_ignores_streams_without_usage() -> None:
+    tap = UsageTap()
+    tap.feed(_STREAM[: _STREAM.index(b'data: {"id":"c","choices":[],')])
+    tap.feed(b"data: [DONE]\n\n")
+    assert tap.usage is None
