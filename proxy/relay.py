@@ -9,7 +9,7 @@ from aiohttp import web
 
 from proxy.config import Timeouts
 from proxy.errors import FailureKind, stream_error_event
-from proxy.usage import Usage, UsageTap
+from proxy.usage import Usage, UsageTap, drop_usage_events
 
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -25,10 +25,6 @@ _END_MESSAGES = {
 
 
 _MAX_PENDING = 1 << 20
-
-
-def _is_usage_only(event: bytes) -> bool:
-    return (b'"choices":[]' in event or b'"choices": []' in event) and b'"usage"' in event
 
 
 class StreamRelay:
@@ -129,11 +125,7 @@ class StreamRelay:
             self._pending = chunk
             return b""
         whole, self._pending = chunk[:cut], chunk[cut:]
-        if b'"usage":{' not in whole and b'"usage": {' not in whole:
-            return whole
-        events = whole.split(b"\n\n")
-        kept = [e for e in events[:-1] if not _is_usage_only(e)]
-        return b"".join(e + b"\n\n" for e in kept)
+        return drop_usage_events(whole)
 
     def _arm(self) -> None:
         at = self._last + self._idle_s

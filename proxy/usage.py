@@ -132,3 +132,23 @@ class UsageTap:
             usage = from_event(ev.data)
             if usage is not None:
                 self.usage = usage
+
+
+def drop_usage_events(whole: bytes) -> bytes:
+    """Remove the usage-only events (`"choices": []` with a usage object) from whole events."""
+    search = 0
+    while True:
+        at = whole.find(b'"usage":{', search)
+        if at < 0:
+            at = whole.find(b'"usage": {', search)
+            if at < 0:
+                return whole
+        start = whole.rfind(b"\n\n", 0, at) + 2  # 0 when it is the first event
+        start = 0 if start < 2 else start
+        end = whole.find(b"\n\n", at) + 2
+        event = whole[start:end]
+        if b'"choices":[]' in event or b'"choices": []' in event:
+            whole = whole[:start] + whole[end:]
+            search = start
+        else:
+            search = end

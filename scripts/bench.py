@@ -311,14 +311,16 @@ def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
             "errors": sum(r.errors for r in rs),
         }
     print("\nCPU time per request, us (utime+stime of the process and its children / requests)")
+    # per chunk: the stream's cost above bare, less the per-request cost above bare (same c).
     print("  per               c  fake (direct)     bare  gateway  gateway-bare  per chunk")
     for kind, conns in LOADS:
         f = {n: stats[f"{kind}/{conns}/{n}"] for n in TARGETS}
         extra, sse = f["gateway"]["minus_bare_us"], kind == "sse"
+        per_chunk = (extra - stats[f"json/{conns}/gateway"]["minus_bare_us"]) / CHUNKS
         print(
             f"  {f'{CHUNKS}-chunk stream' if sse else 'JSON request':16}{conns:>3}"
             f"{f['direct']['cpu_us']:>15.0f}{f['bare']['cpu_us']:>9.0f}{f['gateway']['cpu_us']:>9.0f}"
-            f"{extra:>14.0f}{f'{extra / CHUNKS:.1f}' if sse else '-':>11}"
+            f"{extra:>14.0f}{f'{per_chunk:.1f}' if sse else '-':>11}"
         )
     print("\nThroughput and latency (wrk -t1; SSE latency = whole stream; ratio = target/direct)")
     print(f"  load{'c':>4}  {'target':8}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.usage import MAX_PARSED_BODY, Usage, UsageTap, from_body, from_event
+from proxy.usage import (
+    MAX_PARSED_BODY,
+    Usage,
+    UsageTap,
+    drop_usage_events,
+    from_body,
+    from_event,
+)
 
 OPENAI_BODY = (
     b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini",'
@@ -208,3 +215,26 @@ def test_tap_ignores_streams_without_usage() -> None:
     tap.feed(_STREAM[: _STREAM.index(b'data: {"id":"c","choices":[],')])
     tap.feed(b"data: [DONE]\n\n")
     assert tap.usage is None
+
+
+# --- drop_usage_events ---------------------------------------------------------------------
+
+
+def test_drop_usage_events_keeps_every_other_byte() -> None:
+    assert drop_usage_events(_STREAM) == _STREAM.replace(
+        b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}\n\n',
+        b"",
+    )
+
+
+def test_drop_usage_events_leaves_usage_on_content_chunks() -> None:
+    # Some servers report usage on every chunk: those chunks carry content and must stay.
+    body = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}\n\n'
+    assert drop_usage_events(body) == body
+    assert drop_usage_events(body + body) == body + body
+
+
+def test_drop_usage_events_first_and_only_event() -> None:
+    event = b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n'
+    assert drop_usage_events(event) == b""
+    assert drop_usage_events(event + b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
