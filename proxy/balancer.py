@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from proxy.config import Config, Member, Route, Tier
@@ -24,6 +25,9 @@ class Blocked:
 
     retry_after_s: float
     rate_limited: bool
+
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 class Balancer:
@@ -50,12 +54,12 @@ class Balancer:
         return self.registry.reconcile(config.upstreams.values())
 
     def choose(
-        self, route: Route, start_tier: int, tried: Iterable[str], now: float
+        self, route: Route, start_tier: int, tried: Collection[str], now: float
     ) -> Choice | None:
         """The next upstream to try, from tier `start_tier` on; None when no tier has one."""
-        tried_set = set(tried)
+        tried_set = set(tried) if tried else _NOTHING
         for ti in range(start_tier, len(route.tiers)):
-            choice = self._choose_in(route.tiers[ti], ti, tried_set, now, panic=False)
+            choice = self._choose_in(route.tiers[ti], ti, tried_set, now)
             if choice is not None:
                 return choice
         return None
@@ -91,18 +95,19 @@ class Balancer:
             retry_after_s=min(waits, default=1.0) or 1.0, rate_limited=all_limited and bool(waits)
         )
 
-    def _choose_in(
-        self, tier: Tier, ti: int, tried: set[str], now: float, *, panic: bool
-    ) -> Choice | None:
+    def _choose_in(self, tier: Tier, ti: int, tried: AbstractSet[str], now: float) -> Choice | None:
         members = tier.members
         stats = [self.registry.get(m.upstream) for m in members]
         candidates = [
             i
             for i, m in enumerate(members)
-            if m.weight > 0 and m.upstream.name not in tried and (panic or stats[i].available(now))
+            if m.weight > 0 and m.upstream.name not in tried and stats[i].available(now)
         ]
         if not candidates:
             return None
+        if len(candidates) == 1:
+            i = candidates[0]
+            return Choice(members[i], stats[i], ti)
         weights = [m.weight for m in members]
         i = pick(tier.strategy, candidates, weights, stats, self.tier_state(tier), self.rng, now)
         return Choice(members[i], stats[i], ti)

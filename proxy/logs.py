@@ -9,6 +9,7 @@ import os
 import re
 import select
 import sys
+import time
 from collections.abc import Iterable
 
 import orjson
@@ -130,6 +131,8 @@ def configure(level: str = "info", secrets: Iterable[str] = (), worker: str | No
         cache_logger_on_first_use=True,
     )
     set_secrets(secrets)
+    ACCESS.enabled = _LEVELS.get(level, logging.INFO) <= logging.INFO
+    ACCESS.worker = worker
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -152,8 +155,50 @@ def set_secrets(secrets: Iterable[str]) -> None:
     REDACTOR.secrets = tuple(s for s in secrets if len(s) >= 4)
 
 
+class _Clock:
+    """ISO-8601 UTC timestamps like structlog's, with the seconds part formatted once a second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((t - second) * 1e6):06d}Z"
+
+
+class _Access:
+    """The per-request access event, written without structlog's processor chain (~15 us)."""
+
+    __slots__ = ("clock", "enabled", "worker")
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.worker: str | None = None
+        self.clock = _Clock()
+
+    def __call__(self, fields: dict[str, object]) -> None:
+        if not self.enabled:
+            return
+        fields["event"] = "access"
+        fields["level"] = "info"
+        fields["timestamp"] = self.clock.now()
+        if self.worker is not None:
+            fields["worker"] = self.worker
+        WRITER.msg(orjson.dumps(fields))
+
+
+ACCESS = _Access()
+
+
 def access(**fields: object) -> None:
-    _log.info("access", **fields)
+    ACCESS(fields)
 
 
 def attempt_failed(request_id: str, upstream: str, kind: FailureKind, detail: str) -> None:
