@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ from e2e.e2e_harness import (
     chat_body,
     config_dict,
     next_state_message,
+    raw_request,
+    sse_data,
     upstream_entry,
     wait_until,
     write_config,
@@ -94,3 +97,41 @@ async def test_two_workers_serve_reload_and_stop(
     assert stopping.get("STOPPING") == "1", stopping
     assert await gw.wait_exit(15) == 0
     await wait_until("both workers gone", lambda: not any(alive(p) for p in pids))
+
+
+async def test_two_workers_drain_streams_and_replace_a_dead_worker(
+    tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter
+) -> None:
+    a = await fake_upstreams("a", Behaviour(chunks=8, chunk_delay_s=0.15))
+    path = tmp_path / "gateway.toml"
+    config = config_dict(
+        {"a": upstream_entry(a, "model-a")}, {"chat": {"tiers": [{"a": 1}]}}, workers=2
+    )
+    write_config(path, config)
+    gw = spawn_gateway(path)
+    await gw.wait_ready(timeout_s=20)
+    first = [int(str(e["pid"])) for e in gw.events("worker_started")]
+    assert len(first) == 2
+
+    # A worker that dies is replaced, and the port keeps serving meanwhile.
+    mark = gw.mark()
+    os.kill(first[0], signal.SIGKILL)
+    await gw.wait_event("worker_died", start=mark, timeout_s=5)
+    restarted = await gw.wait_event("worker_started", start=mark, timeout_s=10)
+    assert int(str(restarted["pid"])) not in first
+    await gw.wait_event("ready", start=mark, timeout_s=10, where=lambda e: "worker" in e)
+
+    # SIGTERM to the parent drains every worker: streams in flight on both finish cleanly.
+    streams = [
+        asyncio.ensure_future(
+            raw_request(gw.port, "POST", "/v1/chat/completions", chat_body("chat", stream=True))
+        )
+        for _ in range(6)
+    ]
+    await asyncio.sleep(0.4)
+    gw.signal(signal.SIGTERM)
+    for response in await asyncio.gather(*streams):
+        assert response.status == 200
+        assert response.clean_end
+        assert sse_data(response.body)[-1] == b"[DONE]"
+    assert await gw.wait_exit(15) == 0
