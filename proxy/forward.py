@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 
@@ -36,27 +37,16 @@ class AttemptFailed(Exception):
         self.detail = detail
 
 
-_client_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
-_urls: dict[str, URL] = {}
-
-
-def upstream_url(url: str) -> URL:
-    """Parsed once per distinct URL: parsing a URL string is a visible cost per request."""
-    parsed = _urls.get(url)
-    if parsed is None:
-        if len(_urls) > 4096:  # bounded: URLs come only from config, but reloads add new ones
-            _urls.clear()
-        parsed = _urls[url] = URL(url)
-    return parsed
-
-
+@functools.lru_cache(maxsize=1024)
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     """aiohttp's own timeouts for an attempt: only the socket connect; the rest is ours."""
-    ct = _client_timeouts.get(t)
-    if ct is None:
-        ct = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=t.connect_s)
-        _client_timeouts[t] = ct
-    return ct
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=t.connect_s)
+
+
+@functools.lru_cache(maxsize=4096)
+def upstream_url(url: str) -> URL:
+    """Parsed once per distinct URL: parsing a URL string is a visible cost per request."""
+    return URL(url)
 
 
 async def open_attempt(
