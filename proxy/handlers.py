@@ -24,6 +24,13 @@ GATEWAY = web.AppKey("gateway", Gateway)
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
 )
+_SHUTTING_DOWN = GatewayError(
+    503,
+    "The gateway is shutting down; retry on another instance.",
+    type_="server_error",
+    code="server_shutting_down",
+    retry_after_s=1.0,
+)
 
 
 def proxy_handler(
@@ -72,6 +79,13 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         status = exc.status
         return _error_response(exc, rid, trace, gw.drain.draining)
     except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task in gw.drain.cut:
+            # Cancelled by the drain deadline, not by the client: say so, with a 503.
+            gw.drain.cut.discard(task)
+            task.uncancel()
+            status = 503
+            return _error_response(_SHUTTING_DOWN, rid, trace, draining=True)
         status = 499
         log["failure"] = FailureKind.CLIENT_GONE
         raise
@@ -111,7 +125,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def _forward(
     request: web.Request, gw: Gateway, call: failover.Call, log: dict[str, object]
 ) -> web.StreamResponse:
-    win = await failover.run(gw.session, gw.balancer, call)
+    task: asyncio.Task[object] | None = asyncio.current_task()
+    if task is not None:
+        gw.drain.waiting.add(task)
+    try:
+        win = await failover.run(gw.session, gw.balancer, call)
+    finally:
+        if task is not None:
+            gw.drain.waiting.discard(task)
     trace, rid, pk = call.trace, call.request_id, call.peek
     try:
         headers = _gateway_headers(rid, trace, gw.drain.draining)

@@ -42,11 +42,15 @@ class ConfigStore:
 class Drain:
     """Counts requests in flight and the streams being relayed, so SIGTERM can drain them."""
 
-    __slots__ = ("_idle", "draining", "inflight", "streams")
+    __slots__ = ("_idle", "cut", "draining", "inflight", "streams", "waiting")
 
     def __init__(self) -> None:
         self.inflight = 0
         self.streams: set[StreamRelay] = set()
+        self.waiting: set[asyncio.Task[object]] = set()
+        """Requests still before their commit point (waiting on an upstream)."""
+        self.cut: set[asyncio.Task[object]] = set()
+        """Of those, the ones the drain deadline cancelled: they answer 503, not 499."""
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -70,10 +74,14 @@ class Drain:
         return True
 
     def end_streams(self) -> int:
-        """Ask every stream still running to finish with a shutdown error event."""
+        """End what is left at the deadline: streams get a shutdown error event, requests
+        still waiting on an upstream get a 503. Returns how many were ended."""
         for relay in list(self.streams):
             relay.abort(FailureKind.SHUTDOWN)
-        return len(self.streams)
+        for task in self.waiting:
+            self.cut.add(task)
+            task.cancel()
+        return len(self.streams) + len(self.waiting)
 
 
 @dataclass(slots=True)

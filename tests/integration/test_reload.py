@@ -115,3 +115,26 @@ async def test_drain_lets_streams_finish_then_ends_the_rest(
     last = long_body.rstrip().split(b"\n\n")[-1]
     assert orjson.loads(last[len(b"data: ") :])["error"]["code"] == "server_shutting_down"
     assert b.disconnects, "the long stream's upstream attempt was not cancelled"
+
+
+async def test_drain_deadline_answers_waiting_requests_with_503(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(fault="hang"))
+    gw = await gateway(base_config({"a": upstream(a)}, {"chat": {"tiers": [{"a": 1}]}}))
+
+    async def ask() -> tuple[int, bytes, str | None]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(CHAT)) as r,
+        ):
+            return r.status, await r.read(), r.headers.get("Retry-After")
+
+    waiting = asyncio.ensure_future(ask())
+    await asyncio.sleep(0.3)
+    await gw.server.shutdown()  # drain_timeout_s = 2: the upstream never answers
+    status, body, retry_after = await waiting
+    assert status == 503
+    assert orjson.loads(body)["error"]["code"] == "server_shutting_down"
+    assert retry_after == "1"
+    assert a.disconnects, "the hanging upstream attempt was not cancelled"
