@@ -42,9 +42,15 @@ class Balancer:
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)
-        if state is None or state.signature != signature(tier):
-            state = TierState(signature(tier))
-            self._tiers[tier.key] = state
+        if state is not None and state.tier is tier:
+            return state
+        # A new snapshot: keep the rotation if the tier's members and weights did not change.
+        if state is not None and state.signature == signature(tier):
+            state.tier = tier
+            return state
+        state = TierState(signature(tier))
+        state.tier = tier
+        self._tiers[tier.key] = state
         return state
 
     def adopt(self, config: Config) -> tuple[list[str], list[str]]:

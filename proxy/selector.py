@@ -12,11 +12,13 @@ from proxy.stats import UpstreamStats
 class TierState:
     """Rotation state of one tier (smooth weighted round robin counters, round robin cursor)."""
 
-    __slots__ = ("current", "cursor", "signature")
+    __slots__ = ("current", "cursor", "signature", "tier")
 
     def __init__(self, signature: tuple[tuple[str, int], ...]) -> None:
         self.signature = signature
-        self.current = [0] * len(signature)
+        self.tier: Tier | None = None
+        """The Tier object this state last served (identity check, no per-request rebuild)."""
+        self.current = [0] * len(self.signature)
         self.cursor = 0
 
 

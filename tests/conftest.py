@@ -6,8 +6,11 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
+import orjson
 import pytest
 import tomli_w
+from multidict import CIMultiDict
 
 from proxy import logs
 from proxy.fake.behaviour import Behaviour
@@ -51,6 +54,15 @@ class InProcessGateway:
 
 
 GatewayFactory = Callable[[dict[str, object]], Awaitable[InProcessGateway]]
+
+
+async def post_chat(url: str, body: object) -> tuple[int, CIMultiDict[str], bytes]:
+    """POST a chat body to a gateway (or fake) root URL; status, headers and the whole body."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
+    ):
+        return r.status, r.headers.copy(), await r.read()
 
 
 def base_config(upstreams: dict[str, object], routes: dict[str, object]) -> dict[str, object]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-import aiohttp
 import orjson
-from conftest import FakeFactory, GatewayFactory, base_config, upstream
+from conftest import FakeFactory, GatewayFactory, base_config, post_chat, upstream
 from multidict import CIMultiDict
 
 from proxy.fake.behaviour import Behaviour
@@ -23,11 +22,7 @@ def two_tiers(a: object, b: object, **route: object) -> dict[str, object]:
 
 
 async def post(url: str, body: object = CHAT) -> tuple[int, CIMultiDict[str], bytes]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
-    ):
-        return r.status, r.headers.copy(), await r.read()
+    return await post_chat(url, body)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
-from conftest import FakeFactory, GatewayFactory, base_config, upstream
+from conftest import FakeFactory, GatewayFactory, base_config, post_chat, upstream
 from multidict import CIMultiDict
 
 from proxy import logs
@@ -30,11 +30,7 @@ def one_route(*fakes: FakeProvider, **route: object) -> dict[str, object]:
 
 
 async def read_stream(url: str, body: object = STREAM) -> tuple[int, CIMultiDict[str], bytes]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
-    ):
-        return r.status, r.headers.copy(), await r.read()
+    return await post_chat(url, body)
 
 
 async def test_stream_bytes_are_relayed_unchanged(

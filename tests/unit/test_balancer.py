@@ -143,6 +143,18 @@ def test_tier_state_resets_when_weights_change() -> None:
     assert [chosen(balancer, route2)[0] for _ in range(4)] == list("babb")
 
 
+def test_tier_state_survives_a_reload_that_keeps_the_weights() -> None:
+    balancer, _, route = build([{"a": 3, "b": 1}], strategy="weighted")
+    first = [chosen(balancer, route)[0] for _ in range(2)]
+    state = balancer.tier_state(route.tiers[0])
+    _, config2, route2 = build([{"a": 3, "b": 1}], strategy="weighted")
+    balancer.adopt(config2)
+    assert route2.tiers[0] is not route.tiers[0]
+    assert balancer.tier_state(route2.tiers[0]) is state
+    # The rotation goes on where it was rather than restarting at "a a".
+    assert first + [chosen(balancer, route2)[0] for _ in range(6)] == list("aabaaaba")
+
+
 def test_adopt_keeps_stats_of_unchanged_upstreams() -> None:
     balancer, config, _ = build([{"a": 1, "b": 1}])
     stats(balancer, config, "a").record_ttfb(0.3, NOW)
