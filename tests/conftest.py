@@ -12,10 +12,11 @@ import pytest
 import tomli_w
 from multidict import CIMultiDict
 
-from proxy import logs
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
-from proxy.server import GatewayServer, load
+from proxy.ops import logs
+from proxy.routing.stats import UpstreamStats
+from proxy.server.process import GatewayServer, load
 
 FakeFactory = Callable[..., Awaitable[FakeProvider]]
 
@@ -51,6 +52,11 @@ class InProcessGateway:
 
     async def reload(self) -> bool:
         return await self.server.reloader.reload("test")
+
+    def stats(self, name: str) -> UpstreamStats:
+        """The live selection stats of one upstream of the running snapshot."""
+        up = self.server.store.current.upstreams[name]
+        return self.server.balancer.registry.get(up)
 
 
 GatewayFactory = Callable[[dict[str, object]], Awaitable[InProcessGateway]]

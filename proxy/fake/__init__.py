@@ -1,4 +1,8 @@
-"""A faithful fake LLM provider (OpenAI and Anthropic dialects) for tests, demo and bench."""
+"""A faithful fake LLM provider (OpenAI and Anthropic dialects) for tests, demo and bench.
+
+Level: test and demo support; speaks the wire formats itself.
+May import: (nothing else in proxy)
+"""
 
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider, RecordedRequest

@@ -60,7 +60,7 @@ async def test_429_with_retry_after_pauses_that_upstream(
             "1",
         )
     assert len(a.requests) == 1
-    stats = gw.server.balancer.registry.snapshot()["a"]
+    stats = gw.stats("a")
     assert stats.failures == 0
     assert 1.5 < stats.limited_until - time.monotonic() <= 2.0
 
@@ -167,7 +167,7 @@ async def test_ejection_then_panic_then_probe(fakes: FakeFactory, gateway: Gatew
     gw = await gateway(config)
     for _ in range(2):
         assert (await post(gw.url))[0] == 502
-    stats = gw.server.balancer.registry.snapshot()["a"]
+    stats = gw.stats("a")
     assert stats.ejected_until > time.monotonic()
     # Every upstream is ejected: panic mode still tries rather than failing closed.
     a.default = Behaviour()

@@ -12,9 +12,9 @@ import pytest
 from conftest import FakeFactory, GatewayFactory, base_config, post_chat, upstream
 from multidict import CIMultiDict
 
-from proxy import logs
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
+from proxy.ops import logs
 
 STREAM = {
     "model": "chat",
@@ -161,7 +161,7 @@ async def test_client_disconnect_before_headers_cancels_the_upstream(
             break
         await asyncio.sleep(0.02)
     assert a.disconnects and a.disconnects[0] - gone_at < 1.0
-    stats = gw.server.balancer.registry.snapshot()["a"]
+    stats = gw.stats("a")
     assert stats.inflight == 0 and stats.failures == 0
 
 
@@ -247,3 +247,22 @@ async def test_client_gone_is_logged_as_499_not_an_error(
     access = [x for x in lines if x["event"] == "access"]
     assert [(x["status"], x["failure"]) for x in access] == [(499, "client_gone")]
     assert not [x for x in lines if x["level"] == "error"]
+
+
+async def test_an_ejection_caused_by_a_broken_stream_is_logged(
+    fakes: FakeFactory, gateway: GatewayFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """After the commit point the failure still counts, and its health transition is logged."""
+    a = await fakes("a", default=Behaviour(fault="reset_mid_stream", fault_after_chunks=2))
+    config = one_route(a)
+    config["upstreams"]["a"]["ejection"] = {"consecutive_failures": 1}  # type: ignore[index]
+    gw = await gateway(config)
+    status, _, body = await read_stream(gw.url)
+    assert status == 200 and b'"upstream_error"' in body
+    logs.flush()
+    lines = [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+    ejected = [x for x in lines if x["event"] == "upstream_ejected"]
+    assert [x["upstream"] for x in ejected] == ["a"]
+    access = [x for x in lines if x["event"] == "access"]
+    assert [(x["status"], x["failure"]) for x in access] == [(200, "stream_broken")]
+    assert gw.stats("a").ejected_until > 0

@@ -1,0 +1,127 @@
+"""Compile [routes]: tiers, strategies, and fallback chains flattened without cycles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proxy.config.reader import Reader, keys_of
+from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
+
+ROUTE_KEYS = keys_of(Route, Timeouts)
+
+
+@dataclass(slots=True)
+class RouteCompiler:
+    """Second pass over [routes]: tiers, strategies, fallback chains flattened without cycles."""
+
+    c: Reader
+    raw: Mapping[str, object]
+    upstreams: Mapping[str, Upstream]
+    defined: frozenset[str]
+    """Every upstream name in the file, valid or not (invalid ones already have their error)."""
+    max_attempts: int
+    own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
+    meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Route]:
+        for name, raw in self.raw.items():
+            self.first_pass(name, raw)
+        routes: dict[str, Route] = {}
+        for name, (strategy, max_attempts, fallback) in self.meta.items():
+            tiers = self.flatten(name, (name,))
+            if tiers is None:
+                continue
+            routes[name] = Route(
+                name=name,
+                strategy=strategy,
+                tiers=tiers,
+                max_attempts=max_attempts,
+                fallback=fallback,
+            )
+        return routes
+
+    def first_pass(self, name: str, raw: object) -> None:
+        c, path = self.c, f"routes.{name}"
+        if not isinstance(raw, Mapping):
+            c.err(path, "must be a table")
+            return
+        c.known(raw, ROUTE_KEYS, path)
+        strategy_text = raw.get("strategy", "weighted")
+        try:
+            strategy = Strategy(str(strategy_text))
+        except ValueError:
+            choices = " | ".join(s.value for s in Strategy)
+            c.err(f"{path}.strategy", f'unknown strategy "{strategy_text}" ({choices})')
+            strategy = Strategy.WEIGHTED
+        fallback_raw = raw.get("fallback", [])
+        fallback: tuple[str, ...] = ()
+        if isinstance(fallback_raw, list) and all(isinstance(f, str) for f in fallback_raw):
+            fallback = tuple(str(f) for f in fallback_raw)
+            for i, target in enumerate(fallback):
+                if target not in self.raw:
+                    c.err(f"{path}.fallback[{i}]", f'unknown route "{target}"')
+        else:
+            c.err(f"{path}.fallback", "must be a list of route names")
+        tiers_raw = raw.get("tiers", [])
+        if not isinstance(tiers_raw, list):
+            c.err(f"{path}.tiers", "must be a list of tables { upstream = weight }")
+            tiers_raw = []
+        if not tiers_raw and not fallback:
+            c.err(f"{path}.tiers", "a route needs at least one tier or a fallback")
+        overrides = c.present(Timeouts, raw, path)
+        tiers = tuple(
+            t
+            for i, tier_raw in enumerate(tiers_raw)
+            if (t := self.tier(name, i, tier_raw, strategy, overrides)) is not None
+        )
+        self.own[name] = tiers
+        attempts = c.integer(raw, "max_attempts", path, self.max_attempts, lo=1)
+        self.meta[name] = (strategy, attempts, fallback)
+
+    def tier(
+        self,
+        route: str,
+        index: int,
+        raw: object,
+        strategy: Strategy,
+        overrides: Mapping[str, Any],
+    ) -> Tier | None:
+        c, path = self.c, f"routes.{route}.tiers[{index}]"
+        if not isinstance(raw, Mapping) or not raw:
+            c.err(path, "must be a non-empty table { upstream = weight }")
+            return None
+        members: list[Member] = []
+        for up_name, weight in raw.items():
+            up = self.upstreams.get(up_name)
+            if up is None:
+                if up_name not in self.defined:
+                    c.err(path, f'unknown upstream "{up_name}"')
+                continue
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+                c.err(f"{path}.{up_name}", "weight must be an integer >= 0")
+                continue
+            timeouts = replace(up.timeouts, **overrides) if overrides else up.timeouts
+            members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
+        if not members:
+            return None
+        return Tier(key=f"{route}#{index}", strategy=strategy, members=tuple(members), origin=route)
+
+    def flatten(self, name: str, chain: tuple[str, ...]) -> tuple[Tier, ...] | None:
+        if name not in self.meta:
+            return None
+        tiers = list(self.own.get(name, ()))
+        for target in self.meta[name][2]:
+            if target in chain:
+                cycle = " -> ".join((*chain, target))
+                self.c.err(f"routes.{chain[0]}.fallback", f"cycle {cycle}")
+                return None
+            sub = self.flatten(target, (*chain, target))
+            if sub is None:
+                return None
+            tiers.extend(sub)
+        unique: dict[str, Tier] = {}
+        for t in tiers:
+            unique.setdefault(t.key, t)
+        return tuple(unique.values())

@@ -1,0 +1,194 @@
+"""Compile gateway.toml text into a validated Config snapshot; each error names its TOML path."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from proxy.config.chains import RouteCompiler
+from proxy.config.reader import Reader, keys_of
+from proxy.config.values import (
+    Config,
+    ConfigError,
+    Defaults,
+    Ejection,
+    Provider,
+    Server,
+    Timeouts,
+    Upstream,
+)
+
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes"})
+SERVER_KEYS = keys_of(Server)
+DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
+UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection"}
+EJECTION_KEYS = keys_of(Ejection)
+
+
+def compile_text(text: str, env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate the whole file; raise ConfigError listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax: {exc}"]) from None
+    return compile_data(data, os.environ if env is None else env)
+
+
+def compile_data(data: Mapping[str, object], env: Mapping[str, str]) -> Config:
+    c = _Compiler(env)
+    config = c.run(data)
+    if c.errors:
+        raise ConfigError(c.errors)
+    assert config is not None
+    return config
+
+
+class _Compiler(Reader):
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__()
+        self.env = env
+        self.secrets: list[str] = []
+
+    def run(self, data: Mapping[str, object]) -> Config | None:
+        self.known(data, SECTIONS, "")
+        server = self.server(self.table(data, "server", "server"))
+        raw_defaults = self.table(data, "defaults", "defaults")
+        self.known(raw_defaults, DEFAULT_KEYS, "defaults")
+        base_timeouts = self.read(Timeouts, raw_defaults, "defaults")
+        base_ejection = self.ejection(raw_defaults, "defaults", Ejection())
+        defaults = self.read(Defaults, raw_defaults, "defaults")
+        upstreams = {
+            name: up
+            for name, raw in self.table(data, "upstreams", "upstreams").items()
+            if (up := self.upstream(name, raw, base_timeouts, base_ejection)) is not None
+        }
+        routes_raw = self.table(data, "routes", "routes")
+        if not routes_raw:
+            self.err("routes", "at least one route is required")
+        defined = frozenset(self.table(data, "upstreams", "upstreams"))
+        routes = RouteCompiler(self, routes_raw, upstreams, defined, defaults.max_attempts).run()
+        if self.errors:
+            return None
+        return Config(
+            server=server,
+            upstreams=MappingProxyType(upstreams),
+            routes=MappingProxyType(routes),
+            panic=defaults.panic,
+            secrets=tuple(self.secrets),
+        )
+
+    def server(self, raw: Mapping[str, object]) -> Server:
+        self.known(raw, SERVER_KEYS, "server")
+        host, port = "127.0.0.1", 8080
+        listen = raw.get("listen", "127.0.0.1:8080")
+        parsed = parse_listen(listen) if isinstance(listen, str) else None
+        if parsed is None:
+            self.err("server.listen", 'must be "HOST:PORT" with a port from 0 to 65535')
+        else:
+            host, port = parsed
+        if raw.get("workers") == "auto":
+            workers = os.cpu_count() or 1
+        else:
+            workers = self.integer(raw, "workers", "server", 1, lo=1)
+        return self.read(Server, raw, "server", host=host, port=port, workers=workers)
+
+    def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
+        p = f"{path}.ejection"
+        raw = self.table(parent, "ejection", p)
+        self.known(raw, EJECTION_KEYS, p)
+        return self.read(Ejection, raw, p, base)
+
+    def upstream(
+        self, name: str, raw: object, timeouts: Timeouts, ejection: Ejection
+    ) -> Upstream | None:
+        path = f"upstreams.{name}"
+        if not isinstance(raw, Mapping):
+            self.err(path, "must be a table")
+            return None
+        n_errors = len(self.errors)
+        self.known(raw, UPSTREAM_KEYS, path)
+        provider = self.provider(raw, path)
+        base_url, query = self.base_url(raw, path)
+        credential_ref = self.string(raw, "credential", path)
+        credential = self.credential(credential_ref, f"{path}.credential")
+        up = self.read(
+            Upstream,
+            raw,
+            path,
+            name=name,
+            provider=provider,
+            base_url=base_url,
+            query=query,
+            credential_ref=credential_ref,
+            credential=credential,
+            timeouts=self.read(Timeouts, raw, path, timeouts),
+            ejection=self.ejection(raw, path, ejection),
+            fingerprint="",
+        )
+        if len(self.errors) > n_errors:
+            return None
+        secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
+        fingerprint = f"{provider}|{base_url}?{query}|{up.model}|{secret_id}"
+        return dataclasses.replace(up, fingerprint=fingerprint)
+
+    def provider(self, raw: Mapping[str, object], path: str) -> Provider:
+        name = self.string(raw, "provider", path) or Provider.OPENAI.value
+        try:
+            return Provider(name)
+        except ValueError:
+            supported = ", ".join(p.value for p in Provider)
+            self.err(f"{path}.provider", f'unknown provider "{name}" (supported: {supported})')
+            return Provider.OPENAI
+
+    def base_url(self, raw: Mapping[str, object], path: str) -> tuple[str, str]:
+        """The base URL without a trailing slash, and its query (kept for every request)."""
+        if "base_url" not in raw:
+            self.err(f"{path}.base_url", "is required")
+            return "", ""
+        url = self.string(raw, "base_url", path)
+        if url is None:
+            return "", ""
+        try:
+            parts = urlsplit(url)
+            host, _port = parts.hostname, parts.port
+        except ValueError:
+            self.err(f"{path}.base_url", "must be a valid URL (check the host and port)")
+            return url, ""
+        if parts.scheme not in ("http", "https") or not host:
+            self.err(f"{path}.base_url", "must be an http:// or https:// URL with a host")
+        elif parts.fragment or parts.username or parts.password:
+            self.err(f"{path}.base_url", "must not carry a fragment or user info")
+        base = parts._replace(query="", fragment="").geturl()
+        return base.rstrip("/"), parts.query
+
+    def credential(self, ref: str | None, path: str) -> str | None:
+        if ref is None:
+            return None
+        if not ref.startswith("env:") or len(ref) == 4:
+            self.err(path, 'must be "env:VARIABLE" (secrets are not written in the file)')
+            return None
+        var = ref[4:]
+        value = self.env.get(var)
+        if not value:
+            self.err(path, f"environment variable {var} is not set")
+            return None
+        self.secrets.append(value)
+        return value
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port` to a pair; None when malformed."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
+        return None
+    port = int(port_text)
+    if port > 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port

@@ -1,0 +1,161 @@
+"""The compiled, immutable config snapshot: frozen values the request path reads without merging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from proxy.config.schema import custom, setting
+
+
+class Strategy(StrEnum):
+    """How one upstream is picked inside a tier."""
+
+    WEIGHTED = "weighted"
+    ROUND_ROBIN = "round_robin"
+    LATENCY = "latency"
+    LEAST_BUSY = "least_busy"
+
+
+class Provider(StrEnum):
+    """The API dialects an upstream can speak; each has its adapter in `proxy.providers`."""
+
+    OPENAI = "openai"
+
+
+class Endpoint(StrEnum):
+    """The endpoint families the gateway proxies; a provider maps each to its own path."""
+
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Deadlines of one attempt, chosen for LLM traffic: no total cap on a healthy stream."""
+
+    connect_s: float = setting(5.0, "connect_timeout_s", lo=0.001)
+    """TCP (and TLS) connect to the upstream."""
+    ttfb_s: float = setting(60.0, "ttfb_timeout_s", lo=0.001)
+    """From sending the request to the response headers and the first body bytes."""
+    idle_s: float = setting(60.0, "idle_timeout_s", lo=0.001)
+    """Longest silence between two body chunks once the response has started."""
+    total_s: float | None = setting(None, "total_timeout_s", lo=0.001)
+    """Optional cap on a whole attempt, streams included; unset by default."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ejection:
+    """Passive health policy: when an upstream is taken out of selection, and for how long."""
+
+    consecutive_failures: int = setting(5, lo=1)
+    base_s: float = setting(10.0)
+    """First ejection time; the n-th ejection in a row lasts n times this, capped at max_s."""
+    max_s: float = setting(300.0)
+    jitter: float = setting(0.2)
+    """Each ejection time is stretched by a random factor in [1, 1 + jitter]."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """One concrete target: provider dialect, base URL, credential and upstream model id."""
+
+    name: str
+    provider: Provider = custom(Provider.OPENAI)
+    base_url: str = custom()
+    """Without a trailing slash and without the query, which is kept in `query`."""
+    query: str = ""
+    """A query the base URL carried (e.g. `api-version=...`), sent with every request."""
+    model: str | None = setting(None)
+    """Upstream model id the client's model name is rewritten to; None keeps the client's."""
+    credential_ref: str | None = custom(None, "credential")
+    """Where the credential comes from (`env:NAME`); safe to show."""
+    credential: str | None = field(default=None, repr=False)
+    timeouts: Timeouts
+    ejection: Ejection
+    stream_usage: bool = setting(True)
+    """Ask for `stream_options.include_usage` on streams (and hide that chunk from clients
+    that did not ask), so every stream reports its tokens."""
+    fingerprint: str
+    """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """One upstream inside a tier, with its weight and the deadlines that apply on this route."""
+
+    upstream: Upstream
+    weight: int
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tier:
+    """The upstreams tried at one priority level; `key` names it for selector state."""
+
+    key: str
+    strategy: Strategy
+    members: tuple[Member, ...]
+    origin: str
+    """The route whose tiers this came from (differs from the route for fallback tiers)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """A model name clients send, flattened into ordered tiers (the fallback chain)."""
+
+    name: str
+    strategy: Strategy = custom()
+    tiers: tuple[Tier, ...] = custom()
+    max_attempts: int = custom()
+    fallback: tuple[str, ...] = custom()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Defaults:
+    """[defaults]: what every upstream and route inherits unless it says otherwise."""
+
+    max_attempts: int = setting(3, lo=1)
+    panic: bool = setting(True)
+    """If every upstream of every tier is out of selection, try them anyway (Envoy's panic mode)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Server:
+    """Process-level settings of the listening side."""
+
+    host: str = custom("127.0.0.1", "listen")
+    port: int = custom(8080, "listen")
+    max_body_bytes: int = setting(64 * 2**20, "max_body_mb", lo=0.001, unit=2**20)
+    """Request body cap: large enough for prompts with several base64 images."""
+    drain_timeout_s: float = setting(60.0)
+    """On SIGTERM, how long in-flight requests and streams may run before they are ended."""
+    workers: int = custom(1)
+    """Worker processes on one port (`"auto"`: one per CPU)."""
+    access_log: bool = setting(True)
+    log_level: str = setting("info", choices=("debug", "error", "info", "warning"))
+    watch: bool = setting(True)
+    """Reload when gateway.toml changes on disk (SIGHUP always reloads)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """One validated snapshot of gateway.toml."""
+
+    server: Server
+    upstreams: Mapping[str, Upstream]
+    routes: Mapping[str, Route]
+    panic: bool
+    """If every upstream of every tier is out of selection, try them anyway (Envoy's panic mode)."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Every resolved credential, so log redaction can recognise them."""
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` name the TOML path of each problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = tuple(errors)

@@ -1,0 +1,71 @@
+"""The exchange: one client request from arrival to settle, the single record every stage fills."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from proxy.config.values import Config, Endpoint, Route
+from proxy.core.failures import FailureKind
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What routing needs from a request body; the body itself stays bytes."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    """The client asked for the usage chunk itself (`stream_options.include_usage`)."""
+    has_stream_options: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens an upstream reported for one answer."""
+
+    tokens_in: int
+    tokens_out: int
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """One client request: its snapshot, what was peeked, every attempt's outcome, the answer.
+
+    Created when the request arrives and settled exactly once; the access line (and later
+    metrics, the ledger and budgets) are fed from it at settle, nowhere else.
+    """
+
+    id: str
+    endpoint: Endpoint
+    snap: Config
+    """The snapshot read once at arrival: the whole request runs on it, even across a reload."""
+    started: float
+    """Monotonic seconds at arrival."""
+    client_headers: Mapping[str, str]
+    body: bytes = b""
+    peek: Peek | None = None
+    route: Route | None = None
+    forward_headers: dict[str, str] = field(default_factory=dict)
+    """Headers every attempt sends whatever the upstream (the allowed client headers, the id);
+    a provider adds its own (credential, dialect headers) on top."""
+    bodies: dict[object, bytes] = field(default_factory=dict)
+    """Upstream bodies already built, by the provider's key (model id and options)."""
+    tried: list[str] = field(default_factory=list)
+    """Upstream names in attempt order."""
+    attempts: int = 0
+    upstream: str | None = None
+    """The upstream of the latest attempt (the one that answered, when one did)."""
+    upstream_status: int | None = None
+    failure: FailureKind | None = None
+    """The latest failure seen: of an attempt, of the committed stream, or the client gone."""
+    ttfb_s: float | None = None
+    retry_after_s: float | None = None
+    """The shortest pause a rate-limited upstream asked for."""
+    usage: Usage | None = None
+    status: int = 500
+    """The status the client got (499 when it went away first)."""
+
+    @property
+    def stream(self) -> bool:
+        return self.peek is not None and self.peek.stream

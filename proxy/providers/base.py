@@ -1,0 +1,57 @@
+"""The provider seam: what failover and relay ask of a dialect, and the request it builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.config.values import Upstream
+from proxy.core.exchange import Exchange, Usage
+from proxy.core.failures import FailureKind
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One attempt as it goes on the wire: where, with which headers, and which bytes."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StreamFilter(Protocol):
+    """Sees every chunk of one committed stream; returns the bytes the client gets."""
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage the stream reported, once its usage event went by."""
+        ...
+
+    def chunk(self, data: bytes) -> bytes: ...
+
+    def end(self) -> bytes:
+        """Bytes held back (a partial event) to send before the stream ends."""
+        ...
+
+
+class Provider(Protocol):
+    """One API dialect. Pure: no I/O; the transport sends what `request` builds."""
+
+    name: str
+
+    def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
+        """The upstream request for this exchange: URL, credential, model id, options."""
+        ...
+
+    def failure(self, status: int) -> FailureKind | None:
+        """What an upstream status means for failover; None for a success."""
+        ...
+
+    def usage(self, body: bytes) -> Usage | None:
+        """Usage reported by a whole (non-streaming) answer."""
+        ...
+
+    def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        """A filter for one committed stream from `up`: observes usage, hides what the gateway
+        added on the client's behalf, translates when the dialects differ."""
+        ...

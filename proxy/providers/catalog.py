@@ -1,0 +1,13 @@
+"""Which adapter speaks each provider name of gateway.toml."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from proxy.config.values import Provider as ProviderName
+from proxy.providers.base import Provider
+from proxy.providers.openai import OpenAI
+
+PROVIDERS: Mapping[str, Provider] = MappingProxyType({ProviderName.OPENAI: OpenAI()})
+"""Every name in `config.values.Provider` has its adapter here (a unit test checks)."""

@@ -1,0 +1,132 @@
+"""The OpenAI dialect: any OpenAI-compatible server, spoken to as the client spoke to us."""
+
+from __future__ import annotations
+
+from proxy.config.values import Endpoint, Upstream
+from proxy.core.exchange import Exchange, Usage
+from proxy.core.failures import FailureKind, classify_status
+from proxy.providers.base import StreamFilter, UpstreamRequest
+from proxy.providers.openai_body import ask_for_usage, rewrite_model
+from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
+
+PATHS = {
+    Endpoint.CHAT: "/chat/completions",
+    Endpoint.COMPLETIONS: "/completions",
+    Endpoint.EMBEDDINGS: "/embeddings",
+}
+"""Below the upstream's base URL (which carries the version, e.g. `/v1`)."""
+
+_MAX_PENDING = 1 << 20
+
+
+class OpenAI:
+    """Bearer credential, OpenAI paths, the model id spliced in, usage asked for on streams."""
+
+    name = "openai"
+
+    def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
+        url = up.base_url + PATHS[ex.endpoint]
+        if up.query:
+            url += "?" + up.query
+        headers = ex.forward_headers.copy()
+        if up.credential:
+            headers["Authorization"] = "Bearer " + up.credential
+        return UpstreamRequest(url, headers, self._body(up, ex))
+
+    def failure(self, status: int) -> FailureKind | None:
+        return classify_status(status)
+
+    def usage(self, body: bytes) -> Usage | None:
+        return from_body(body)
+
+    def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        return UsageStripper() if adds_usage(up, ex) else UsageObserver()
+
+    @staticmethod
+    def _body(up: Upstream, ex: Exchange) -> bytes:
+        """The client's bytes with the upstream's model id, and the usage option on streams."""
+        pk = ex.peek
+        assert pk is not None
+        add_usage = adds_usage(up, ex)
+        key = (up.model, add_usage)
+        out = ex.bodies.get(key)
+        if out is None:
+            out = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
+            if add_usage:
+                out = ask_for_usage(out, pk.has_stream_options)
+            ex.bodies[key] = out
+        return out
+
+
+def adds_usage(up: Upstream, ex: Exchange) -> bool:
+    """True when the gateway asks for the usage chunk itself, so it must hide it again."""
+    pk = ex.peek
+    return (
+        up.stream_usage
+        and pk is not None
+        and pk.stream
+        and not pk.include_usage
+        and ex.endpoint is not Endpoint.EMBEDDINGS
+    )
+
+
+class UsageObserver:
+    """Passes every byte unchanged and notes the usage event when it goes by."""
+
+    __slots__ = ("_tap",)
+
+    def __init__(self) -> None:
+        self._tap = UsageTap()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._tap.usage
+
+    def chunk(self, data: bytes) -> bytes:
+        self._tap.feed(data)
+        return data
+
+    def end(self) -> bytes:
+        return b""
+
+
+class UsageStripper:
+    """Notes usage and drops the usage-only event the gateway asked for on the client's behalf.
+
+    Only whole events are forwarded while stripping (a partial one waits for its end), so the
+    usage event can be cut out exactly; every other byte passes unchanged.
+    """
+
+    __slots__ = ("_active", "_pending", "_tap")
+
+    def __init__(self) -> None:
+        self._tap = UsageTap()
+        self._pending = b""
+        self._active = True
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._tap.usage
+
+    def chunk(self, data: bytes) -> bytes:
+        if not self._active:
+            self._tap.feed(data)
+            return data
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        cut = data.rfind(b"\n\n") + 2
+        if cut < 2:
+            if len(data) > _MAX_PENDING:  # not SSE framed as expected: stop holding back
+                self._active = False
+                self._tap.feed(data)
+                return data
+            self._pending = data
+            return b""
+        whole, self._pending = data[:cut], data[cut:]
+        self._tap.feed(whole)  # whole events: a usage key split across reads is still seen
+        return drop_usage_events(whole)
+
+    def end(self) -> bytes:
+        pending, self._pending = self._pending, b""
+        return pending

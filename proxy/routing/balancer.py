@@ -1,0 +1,119 @@
+"""Which upstream a request tries next: tiers in order, health filter, strategy, panic mode."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+
+from proxy.config.values import Config, Member, Route, Tier
+from proxy.routing.selector import TierState, pick, signature
+from proxy.routing.stats import StatsRegistry, UpstreamStats
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    member: Member
+    stats: UpstreamStats
+    tier_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """Why nothing could be chosen: every upstream left is rate-limited or ejected."""
+
+    retry_after_s: float
+    rate_limited: bool
+
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+class Balancer:
+    """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
+
+    __slots__ = ("_tiers", "registry", "rng")
+
+    def __init__(self, registry: StatsRegistry, rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self.rng = rng or random.Random()
+        self._tiers: dict[str, TierState] = {}
+
+    def tier_state(self, tier: Tier) -> TierState:
+        state = self._tiers.get(tier.key)
+        if state is not None and state.tier is tier:
+            return state
+        # A new snapshot: keep the rotation if the tier's members and weights did not change.
+        if state is not None and state.signature == signature(tier):
+            state.tier = tier
+            return state
+        state = TierState(signature(tier))
+        state.tier = tier
+        self._tiers[tier.key] = state
+        return state
+
+    def adopt(self, config: Config) -> tuple[list[str], list[str]]:
+        """After a reload: keep stats of unchanged upstreams, drop state of vanished tiers."""
+        live = {t.key for r in config.routes.values() for t in r.tiers}
+        self._tiers = {k: v for k, v in self._tiers.items() if k in live}
+        return self.registry.reconcile(config.upstreams.values())
+
+    def choose(
+        self, route: Route, start_tier: int, tried: Collection[str], now: float
+    ) -> Choice | None:
+        """The next upstream to try, from tier `start_tier` on; None when no tier has one."""
+        tried_set = set(tried) if tried else _NOTHING
+        for ti in range(start_tier, len(route.tiers)):
+            choice = self._choose_in(route.tiers[ti], ti, tried_set, now)
+            if choice is not None:
+                return choice
+        return None
+
+    def choose_panic(self, route: Route, tried: Iterable[str], now: float) -> Choice | None:
+        """Every upstream is out of selection: try an ejected one anyway, the soonest back first."""
+        tried_set = set(tried)
+        best: Choice | None = None
+        best_remaining = 0.0
+        for ti, tier in enumerate(route.tiers):
+            for m in tier.members:
+                st = self.registry.get(m.upstream)
+                if m.weight == 0 or m.upstream.name in tried_set or st.limited_until > now:
+                    continue
+                remaining = st.remaining_s(now)
+                if best is None or remaining < best_remaining:
+                    best, best_remaining = Choice(m, st, ti), remaining
+        return best
+
+    def blocked(self, route: Route, tried: Iterable[str], now: float) -> Blocked:
+        tried_set = set(tried)
+        waits: list[float] = []
+        all_limited = True
+        for tier in route.tiers:
+            for m in tier.members:
+                if m.weight == 0 or m.upstream.name in tried_set:
+                    continue
+                st = self.registry.get(m.upstream)
+                waits.append(st.remaining_s(now))
+                if st.limited_until <= now:
+                    all_limited = False
+        return Blocked(
+            retry_after_s=min(waits, default=1.0) or 1.0, rate_limited=all_limited and bool(waits)
+        )
+
+    def _choose_in(self, tier: Tier, ti: int, tried: AbstractSet[str], now: float) -> Choice | None:
+        members = tier.members
+        stats = [self.registry.get(m.upstream) for m in members]
+        candidates = [
+            i
+            for i, m in enumerate(members)
+            if m.weight > 0 and m.upstream.name not in tried and stats[i].available(now)
+        ]
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            i = candidates[0]
+            return Choice(members[i], stats[i], ti)
+        weights = [m.weight for m in members]
+        i = pick(tier.strategy, candidates, weights, stats, self.tier_state(tier), self.rng, now)
+        return Choice(members[i], stats[i], ti)

@@ -1,0 +1,181 @@
+"""Run one gateway process: bind, announce readiness, reload on SIGHUP, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import random
+import signal
+import socket
+from pathlib import Path
+
+import aiohttp
+from aiohttp import http_parser, web
+
+from proxy.config.compiler import compile_text
+from proxy.config.values import Config, ConfigError
+from proxy.ops import logs
+from proxy.routing.balancer import Balancer
+from proxy.routing.stats import StatsRegistry
+from proxy.server.app import build_app
+from proxy.server.reload import Reloader
+from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
+from proxy.server.sdnotify import Notifier, keep_watchdog_fed
+from proxy.server.supervisor import LISTEN_ENV, WORKER_ENV, Supervisor
+from proxy.server.tasks import Tasks
+from proxy.transport.forward import HTTPSender, new_session
+
+PR_SET_PDEATHSIG = 1
+
+
+def load(path: Path) -> tuple[Config, str]:
+    """Read and compile the config at start; raise ConfigError naming every problem."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {path}: {type(exc).__name__}: {exc}"]) from None
+    return compile_text(text), text
+
+
+class GatewayServer:
+    """One process's lifecycle, from bound socket to a drained exit."""
+
+    def __init__(
+        self, path: Path, config: Config, text: str, sock: socket.socket | None = None
+    ) -> None:
+        self.path = path
+        self.notifier = Notifier()
+        self.tasks = Tasks(
+            on_error=lambda name, exc: logs.error("task_failed", task=name, error=repr(exc))
+        )
+        self.store = ConfigStore(config)
+        self.balancer = Balancer(StatsRegistry(), random.Random())
+        self.balancer.adopt(config)
+        self.reloader = Reloader(path, self.store, self.balancer, self.notifier)
+        self.reloader.remember(text)
+        self.drain = Drain()
+        self.sock = sock
+        self.stop_event = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
+            # Most of aiohttp's request-smuggling advisories were in the pure-Python parser.
+            logs.warning("pure_python_http_parser", hint="unset AIOHTTP_NO_EXTENSIONS")
+        server = self.store.current.server
+        self.session = new_session()
+        gw = Gateway(
+            store=self.store,
+            balancer=self.balancer,
+            send=HTTPSender(self.session),
+            drain=self.drain,
+        )
+        self.runner = web.AppRunner(
+            build_app(gw),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=FINAL_GRACE_S,
+        )
+        await self.runner.setup()
+        site: web.BaseSite
+        worker_listen = os.environ.get(LISTEN_ENV)
+        if self.sock is not None:
+            site = web.SockSite(self.runner, self.sock)
+        elif worker_listen:
+            # One of several workers: the same port, SO_REUSEPORT spreads connections.
+            host, _, port = worker_listen.rpartition(":")
+            site = web.TCPSite(
+                self.runner, host.strip("[]"), int(port), backlog=1024, reuse_port=True
+            )
+        else:
+            site = web.TCPSite(self.runner, server.host, server.port, backlog=1024)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.address = f"http://{shown}:{port}"
+        return self.address
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.sighup)
+
+    def sighup(self) -> None:
+        self.tasks.spawn(self.reloader.reload("SIGHUP"), name="reload-sighup")
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT, then drain. Returns the exit code."""
+        address = await self.start()
+        self.install_signals()
+        if self.store.current.server.watch:
+            self.tasks.spawn(self.reloader.watch(), name="config-watcher")
+        snap = self.store.current
+        logs.event(
+            "ready",
+            address=address,
+            config=str(self.path),
+            routes=len(snap.routes),
+            upstreams=len(snap.upstreams),
+        )
+        self.notifier.ready(status=f"listening on {address}")
+        self.tasks.spawn(keep_watchdog_fed(self.notifier), name="watchdog")
+        await self.stop_event.wait()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight work finish up to the drain timeout, end the rest."""
+        if self.runner is None or self.drain.draining:
+            return
+        timeout_s = self.store.current.server.drain_timeout_s
+        self.drain.draining = True
+        self.notifier.stopping(status=f"draining {self.drain.inflight} requests")
+        logs.event("draining", inflight=self.drain.inflight, timeout_s=timeout_s)
+        for site in list(self.runner.sites):
+            await site.stop()
+        if self.runner.server is not None:
+            self.runner.server.pre_shutdown()  # close idle keep-alive connections now
+        drained = await self.drain.wait_idle(timeout_s)
+        if not drained:
+            ended = self.drain.end_streams()
+            logs.warning("drain_timeout", streams_ended=ended, inflight=self.drain.inflight)
+            await self.drain.wait_idle(FINAL_GRACE_S)
+        await self.tasks.cancel_all(timeout_s=2.0)
+        await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+        self.notifier.close()
+        logs.event("stopped", drained=drained)
+        logs.flush()
+
+
+async def serve(path: Path, sock: socket.socket | None = None) -> int:
+    """Serve in this process, or supervise `[server] workers` processes that each do."""
+    try:
+        config, text = load(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            logs.error("config_invalid", error=line)
+        return 1
+    worker = os.environ.get(WORKER_ENV)
+    logs.configure(config.server.log_level, config.secrets, worker=worker)
+    if worker is None and config.server.workers > 1 and sock is None:
+        return await Supervisor(path, config).run()
+    if worker is not None:
+        die_with_parent()
+    return await GatewayServer(path, config, text, sock).run()
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive its supervisor (even one killed with SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,137 @@
+"""Reload gateway.toml on file change or SIGHUP: parse, validate, compile, then swap atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import watchfiles
+
+from proxy.config.compiler import compile_text
+from proxy.config.values import Config, ConfigError
+from proxy.ops import logs
+from proxy.routing.balancer import Balancer
+from proxy.server.runtime import ConfigStore
+from proxy.server.sdnotify import Notifier
+
+DEBOUNCE_MS = 50
+"""Editors write in bursts; wait this long for quiet before reading the file."""
+
+
+def config_diff(old: Config, new: Config) -> dict[str, list[str]]:
+    """What a reload changed, by name, for the one log line per reload."""
+    diff: dict[str, list[str]] = {}
+    changed_settings = [
+        name
+        for name, before, after in (
+            ("server", old.server, new.server),
+            ("panic", old.panic, new.panic),
+        )
+        if before != after
+    ]
+    if changed_settings:
+        diff["settings_changed"] = changed_settings
+    for section, before, after in (
+        ("upstreams", old.upstreams, new.upstreams),
+        ("routes", old.routes, new.routes),
+    ):
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+        for verb, names in (("added", added), ("removed", removed), ("changed", changed)):
+            if names:
+                diff[f"{section}_{verb}"] = names
+    return diff
+
+
+class Reloader:
+    """Owns reloads of one file; a lock keeps a SIGHUP and a file event from interleaving."""
+
+    def __init__(
+        self, path: Path, store: ConfigStore, balancer: Balancer, notifier: Notifier
+    ) -> None:
+        self.path = path
+        self.store = store
+        self.balancer = balancer
+        self.notifier = notifier
+        self._lock = asyncio.Lock()
+        self._digest = ""
+        self.failures = 0
+
+    def remember(self, text: str) -> None:
+        self._digest = hashlib.sha256(text.encode()).hexdigest()
+
+    async def reload(self, trigger: str) -> bool:
+        """Apply the file if it is valid; keep the running snapshot otherwise. True if applied."""
+        async with self._lock:
+            self.notifier.reloading()
+            ok, status = await self._reload(trigger)
+            self.notifier.ready(status=status)
+            return ok
+
+    async def _reload(self, trigger: str) -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        try:
+            text = await loop.run_in_executor(None, self.path.read_text, "utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self._digest:
+            return True, self._status("unchanged")
+        try:
+            new = compile_text(text)
+        except ConfigError as exc:
+            return self._failed(trigger, list(exc.errors))
+        old = self.store.current
+        # From here to the swap there is no await: requests see either snapshot, never a mix.
+        kept, reset = self.balancer.adopt(new)
+        self.store.swap(new)
+        logs.set_secrets(new.secrets)
+        self._digest = digest
+        changes = config_diff(old, new)
+        logs.event(
+            "config_reloaded",
+            trigger=trigger,
+            generation=self.store.generation,
+            stats_kept=len(kept),
+            stats_reset=reset,
+            **changes,
+        )
+        if (old.server.host, old.server.port, old.server.workers) != (
+            new.server.host,
+            new.server.port,
+            new.server.workers,
+        ):
+            logs.warning("restart_required", reason="server.listen or server.workers changed")
+        return True, self._status("reloaded")
+
+    def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:
+        self.failures += 1
+        logs.error(
+            "config_reload_failed",
+            trigger=trigger,
+            errors=errors,
+            kept_generation=self.store.generation,
+        )
+        return False, f"reload failed, running generation {self.store.generation}: {errors[0]}"
+
+    def _status(self, what: str) -> str:
+        return f"{what}: generation {self.store.generation}"
+
+    async def watch(self) -> None:
+        """Watch the directory, not the file: editors save by writing a temp file and renaming."""
+        name = self.path.name
+
+        def only_config(_change: watchfiles.Change, path: str) -> bool:
+            return Path(path).name == name
+
+        async for _changes in watchfiles.awatch(
+            self.path.parent,
+            watch_filter=only_config,
+            debounce=DEBOUNCE_MS,
+            step=20,
+            recursive=False,
+        ):
+            if self.path.exists():
+                await self.reload("file")

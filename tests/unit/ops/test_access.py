@@ -1,0 +1,90 @@
+"""Tests for proxy.ops.access and the log set-up: one access line per exchange, same processors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.config.compiler import compile_data
+from proxy.config.values import Endpoint
+from proxy.core.exchange import Exchange, Usage
+from proxy.core.failures import FailureKind
+from proxy.ops import access, logs
+
+
+def exchange() -> Exchange:
+    data: dict[str, Any] = {
+        "upstreams": {"u": {"base_url": "http://127.0.0.1:9/v1"}},
+        "routes": {"chat": {"tiers": [{"u": 1}]}},
+    }
+    cfg = compile_data(data, {})
+    return Exchange(
+        id="req-1",
+        endpoint=Endpoint.CHAT,
+        snap=cfg,
+        started=time.monotonic() - 0.25,
+        client_headers={},
+        route=cfg.routes["chat"],
+    )
+
+
+def lines(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    logs.flush()
+    return [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+
+
+@pytest.fixture(autouse=True)
+def _plain_logs() -> Any:
+    yield
+    logs.configure("info")
+
+
+def test_the_access_line_says_what_the_request_went_through(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("info")
+    ex = exchange()
+    ex.attempts, ex.upstream, ex.status = 2, "u", 200
+    ex.failure = FailureKind.CONNECT
+    ex.ttfb_s = 0.01234
+    ex.usage = Usage(11, 4)
+    access.write(ex)
+    (line,) = lines(capfd)
+    assert line["event"] == "access" and line["level"] == "info"
+    assert line["timestamp"].endswith("Z") and line["timestamp"][10] == "T"
+    assert {k: line[k] for k in line if k not in ("timestamp", "duration_ms")} == {
+        "event": "access",
+        "level": "info",
+        "request_id": "req-1",
+        "endpoint": "chat",
+        "stream": False,
+        "route": "chat",
+        "status": 200,
+        "upstream": "u",
+        "attempts": 2,
+        "failure": "connect",
+        "ttfb_ms": 12.34,
+        "tokens_in": 11,
+        "tokens_out": 4,
+    }
+    assert line["duration_ms"] >= 250
+
+
+def test_access_lines_pass_the_same_processors_as_other_events(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("info", worker="3")
+    access.write(exchange())
+    logs.event("hello")
+    access_line, other = lines(capfd)
+    assert access_line["worker"] == other["worker"] == "3"
+    assert set(other) <= set(access_line) | {"event"}
+
+
+def test_no_access_line_below_info(capfd: pytest.CaptureFixture[str]) -> None:
+    logs.configure("warning")
+    access.write(exchange())
+    assert lines(capfd) == []
