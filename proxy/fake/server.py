@@ -131,7 +131,11 @@ class FakeProvider:
         )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
         self._runner, self._host, self._stopping = runner, host, False
         sockname = runner.addresses[0]
         self.port = int(sockname[1])

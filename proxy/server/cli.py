@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from proxy.server.demo import run_demo
 
         logs.configure()
-        return _run(run_demo(Path(ns.config)))
+        return _run(run_demo(Path(ns.config), ns.port, ns.fake_port))
     parser.print_help()
     return 2
 
@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p = sub.add_parser("demo", help="start fake providers and the gateway on the demo routing")
     p.add_argument("--config", default="gateway.toml")
+    p.add_argument("--port", type=int, help="the gateway's port, in place of [server] listen's")
+    p.add_argument(
+        "--fake-port",
+        type=int,
+        help="first port of the fake providers (the next ones follow), in place of the file's",
+    )
     return parser
 
 

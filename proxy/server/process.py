@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ from proxy.server.app import build_app
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
+from proxy.server.startup import listen_error
 from proxy.server.supervisor import LISTEN_ENV, WORKER_ENV, Supervisor
 from proxy.server.tasks import Tasks
 from proxy.transport.forward import HTTPSender, new_session
@@ -29,20 +31,35 @@ from proxy.transport.forward import HTTPSender, new_session
 PR_SET_PDEATHSIG = 1
 
 
-def load(path: Path) -> tuple[Config, str]:
+Compile = Callable[[str], Config]
+"""Text of gateway.toml to a snapshot: `compile_text`, or the demo's with its port overrides."""
+
+
+def load(path: Path, compiler: Compile = compile_text) -> tuple[Config, str]:
     """Read and compile the config at start; raise ConfigError naming every problem."""
     try:
         text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read {path}: {type(exc).__name__}: {exc}"]) from None
-    return compile_text(text), text
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            [f"--config: cannot read {path}: {why}; pass the right path or fix its permissions"]
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"--config: {path} is not UTF-8 text"]) from None
+    return compiler(text), text
 
 
 class GatewayServer:
     """One process's lifecycle, from bound socket to a drained exit."""
 
     def __init__(
-        self, path: Path, config: Config, text: str, sock: socket.socket | None = None
+        self,
+        path: Path,
+        config: Config,
+        text: str,
+        sock: socket.socket | None = None,
+        compiler: Compile = compile_text,
+        on_ready: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self.notifier = Notifier()
@@ -52,7 +69,8 @@ class GatewayServer:
         self.store = ConfigStore(config)
         self.balancer = Balancer(StatsRegistry(), random.Random())
         self.balancer.adopt(config)
-        self.reloader = Reloader(path, self.store, self.balancer, self.notifier)
+        self.reloader = Reloader(path, self.store, self.balancer, self.notifier, compiler)
+        self.on_ready = on_ready
         self.reloader.remember(text)
         self.drain = Drain()
         self.sock = sock
@@ -109,7 +127,13 @@ class GatewayServer:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT, then drain. Returns the exit code."""
-        address = await self.start()
+        try:
+            address = await self.start()
+        except OSError as exc:
+            server = self.store.current.server
+            logs.error("startup_failed", error=listen_error(exc, server.host, server.port))
+            await self._close()
+            return 1
         self.install_signals()
         if self.store.current.server.watch:
             self.tasks.spawn(self.reloader.watch(), name="config-watcher")
@@ -122,10 +146,20 @@ class GatewayServer:
             upstreams=len(snap.upstreams),
         )
         self.notifier.ready(status=f"listening on {address}")
+        if self.on_ready is not None:
+            self.on_ready(address)
         self.tasks.spawn(keep_watchdog_fed(self.notifier), name="watchdog")
         await self.stop_event.wait()
         await self.shutdown()
         return 0
+
+    async def _close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        logs.flush()
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight work finish up to the drain timeout, end the rest."""
@@ -145,18 +179,21 @@ class GatewayServer:
             logs.warning("drain_timeout", streams_ended=ended, inflight=self.drain.inflight)
             await self.drain.wait_idle(FINAL_GRACE_S)
         await self.tasks.cancel_all(timeout_s=2.0)
-        await self.runner.cleanup()
-        if self.session is not None:
-            await self.session.close()
+        await self._close()
         self.notifier.close()
         logs.event("stopped", drained=drained)
         logs.flush()
 
 
-async def serve(path: Path, sock: socket.socket | None = None) -> int:
+async def serve(
+    path: Path,
+    sock: socket.socket | None = None,
+    compiler: Compile = compile_text,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
     """Serve in this process, or supervise `[server] workers` processes that each do."""
     try:
-        config, text = load(path)
+        config, text = load(path, compiler)
     except ConfigError as exc:
         for line in exc.errors:
             logs.error("config_invalid", error=line)
@@ -167,7 +204,7 @@ async def serve(path: Path, sock: socket.socket | None = None) -> int:
         return await Supervisor(path, config).run()
     if worker is not None:
         die_with_parent()
-    return await GatewayServer(path, config, text, sock).run()
+    return await GatewayServer(path, config, text, sock, compiler, on_ready).run()
 
 
 def die_with_parent() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import watchfiles
@@ -49,9 +50,15 @@ class Reloader:
     """Owns reloads of one file; a lock keeps a SIGHUP and a file event from interleaving."""
 
     def __init__(
-        self, path: Path, store: ConfigStore, balancer: Balancer, notifier: Notifier
+        self,
+        path: Path,
+        store: ConfigStore,
+        balancer: Balancer,
+        notifier: Notifier,
+        compiler: Callable[[str], Config] = compile_text,
     ) -> None:
         self.path = path
+        self.compile = compiler
         self.store = store
         self.balancer = balancer
         self.notifier = notifier
@@ -80,7 +87,7 @@ class Reloader:
         if digest == self._digest:
             return True, self._status("unchanged")
         try:
-            new = compile_text(text)
+            new = self.compile(text)
         except ConfigError as exc:
             return self._failed(trigger, list(exc.errors))
         old = self.store.current

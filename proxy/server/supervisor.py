@@ -19,6 +19,7 @@ from proxy.config.values import Config, ConfigError
 from proxy.ops import logs
 from proxy.server.runtime import FINAL_GRACE_S
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
+from proxy.server.startup import listen_error
 from proxy.server.tasks import Tasks
 
 WORKER_ENV = "GATEWAY_WORKER"
@@ -68,7 +69,11 @@ class Supervisor:
 
     async def run(self) -> int:
         server = self.config.server
-        placeholder = reserve_port(server.host, server.port)
+        try:
+            placeholder = reserve_port(server.host, server.port)
+        except OSError as exc:
+            logs.error("startup_failed", error=listen_error(exc, server.host, server.port))
+            return 1
         host, port = placeholder.getsockname()[:2]
         self._listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         tmp = tempfile.mkdtemp(prefix="llm-gateway-")
