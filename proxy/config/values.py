@@ -138,6 +138,8 @@ class Server:
     log_level: str = setting("info", choices=("debug", "error", "info", "warning"))
     watch: bool = setting(True)
     """Reload when gateway.toml changes on disk (SIGHUP always reloads)."""
+    readyz_detail: str = setting("loopback", choices=("always", "loopback", "never"))
+    """Who sees per-upstream state on /readyz; everyone else gets only ready or not."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

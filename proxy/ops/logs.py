@@ -230,8 +230,10 @@ def attempt_failed(request_id: str, upstream: str, kind: FailureKind, detail: st
     )
 
 
-def health(upstream: str, transition: str) -> None:
-    _Logger.current.warning("upstream_" + transition, upstream=upstream)
+def health(upstream: str, transition: str, **fields: object) -> None:
+    """An upstream's health changed; recoveries at the ejections' level, so a filter that shows
+    one shows the other."""
+    _Logger.current.warning("upstream_" + transition, upstream=upstream, **fields)
 
 
 def event(name: str, **fields: object) -> None:

@@ -58,7 +58,7 @@ class Attempt:
             now = time.monotonic()
             ex.ttfb_s = reply.ttfb_s
             st.record_ttfb(reply.ttfb_s, now)
-            self._log(st.record_success(now))
+            self._log(st.record_success(now), None)
             return True
         if kind is FailureKind.CLIENT_ERROR:
             st.record_neutral()
@@ -78,7 +78,7 @@ class Attempt:
         ex.failure = kind
         ex.upstream_status = status
         if kind in PENALIZE:
-            self._log(st.record_failure(time.monotonic(), self._rng))
+            self._log(st.record_failure(time.monotonic(), self._rng, kind), kind)
         else:
             st.record_neutral()
         logs.attempt_failed(ex.id, self.upstream.name, kind, detail)
@@ -93,7 +93,7 @@ class Attempt:
         """After the commit point: the stream failed; ill health is recorded and logged."""
         self.ex.failure = kind
         if kind in PENALIZE:
-            self._log(self.choice.stats.record_failure(time.monotonic(), self._rng))
+            self._log(self.choice.stats.record_failure(time.monotonic(), self._rng, kind), kind)
 
     def end(self, *, close: bool) -> None:
         """Release the stats and the reply (closing its connection if `close`); idempotent."""
@@ -119,6 +119,20 @@ class Attempt:
     ) -> None:
         self.end(close=exc_type is not None)
 
-    def _log(self, transition: Transition) -> None:
-        if transition is not Transition.NONE:
-            logs.health(self.upstream.name, transition.value)
+    def _log(self, transition: Transition, kind: FailureKind | None) -> None:
+        if transition is Transition.NONE:
+            return
+        st = self.choice.stats
+        if transition is Transition.EJECTED:
+            logs.health(
+                self.upstream.name,
+                transition.value,
+                duration_s=round(st.last_ejection_s, 2),
+                streak=st.failures,
+                failure=kind,
+                ejections=st.ejections,
+                request_id=self.ex.id,
+            )
+        else:
+            down = time.monotonic() - st.ejected_at
+            logs.health(self.upstream.name, transition.value, down_s=round(down, 2))

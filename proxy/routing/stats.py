@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from proxy.config.values import Ejection, Upstream
+from proxy.core.failures import FailureKind
 
 EWMA_DECAY_S = 10.0
 """Time constant of the TTFB average: samples older than ~10 s weigh little (Finagle's default)."""
@@ -20,6 +21,8 @@ IDLE_FORGET_S = 60.0
 class Health(StrEnum):
     HEALTHY = "healthy"
     EJECTED = "ejected"
+    PROBE_PENDING = "probe_pending"
+    """The ejection is over, but no probe has said yet whether the upstream is back."""
     PROBING = "probing"
     RATE_LIMITED = "rate_limited"
 
@@ -46,6 +49,8 @@ class UpstreamStats:
         "failures",
         "fingerprint",
         "inflight",
+        "last_ejection_s",
+        "last_failure",
         "limited_until",
         "name",
         "probing",
@@ -67,6 +72,8 @@ class UpstreamStats:
         self.ejections = 0
         self.probing = False
         self.limited_until = 0.0
+        self.last_failure: FailureKind | None = None
+        self.last_ejection_s = 0.0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -77,7 +84,7 @@ class UpstreamStats:
             return Health.HEALTHY
         if self.ejected_until > now:
             return Health.EJECTED
-        return Health.PROBING if self.probing else Health.HEALTHY
+        return Health.PROBING if self.probing else Health.PROBE_PENDING
 
     def available(self, now: float) -> bool:
         """In selection: not rate-limited, not ejected, and not waiting on its recovery probe."""
@@ -132,8 +139,12 @@ class UpstreamStats:
             self.ejections = 0
         return Transition.NONE
 
-    def record_failure(self, now: float, rng: random.Random) -> Transition:
+    def record_failure(
+        self, now: float, rng: random.Random, kind: FailureKind | None = None
+    ) -> Transition:
         self.failures += 1
+        if kind is not None:
+            self.last_failure = kind
         decayed = self.failure_score * math.exp(-(now - self.failure_at) / FAILURE_DECAY_S)
         self.failure_score = decayed + 1.0
         self.failure_at = now
@@ -158,6 +169,7 @@ class UpstreamStats:
         pol = self.ejection
         duration = min(pol.base_s * self.ejections, pol.max_s) * (1.0 + pol.jitter * rng.random())
         self.ejected_until = now + duration
+        self.last_ejection_s = duration
         self.ejected_at = now
         self.probing = False
 

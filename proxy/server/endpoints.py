@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import orjson
 from aiohttp import web
 
+from proxy.routing.health_report import selectable, upstream_states
 from proxy.server.runtime import GATEWAY
 
 
@@ -30,22 +32,36 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: a config is loaded and at least one upstream is selectable."""
+    """Readiness: a config is loaded and at least one upstream is selectable.
+
+    Everyone learns ready or not; who may see each upstream's state is `[server] readyz_detail`.
+    """
     gw = request.app[GATEWAY]
     if gw.drain.draining:
         return _json(503, {"status": "draining"})
-    now = time.monotonic()
     snap = gw.store.current
-    states = {
-        name: gw.balancer.registry.get(up).health(now).value for name, up in snap.upstreams.items()
-    }
-    ok = any(s == "healthy" for s in states.values())
-    body = {
-        "status": "ready" if ok else "degraded",
-        "generation": gw.store.generation,
-        "upstreams": states,
-    }
+    states = upstream_states(snap, gw.balancer.registry, time.monotonic(), time.time())
+    ok = selectable(states)
+    body: dict[str, object] = {"status": "ready" if ok else "degraded"}
+    if shows_detail(snap.server.readyz_detail, request.remote):
+        body["generation"] = gw.store.generation
+        body["upstreams"] = states
     return _json(200 if ok else 503, body)
+
+
+def shows_detail(policy: str, remote: str | None) -> bool:
+    """`always`, `never`, or `loopback`: only to clients on this machine."""
+    if policy != "loopback":
+        return policy == "always"
+    if remote is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _json(status: int, obj: object) -> web.Response:

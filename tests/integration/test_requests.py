@@ -163,4 +163,4 @@ async def test_health_and_readiness(fakes: FakeFactory, gateway: GatewayFactory)
     status, _, body = await call(gw.url + "/healthz", b"", method="GET")
     assert (status, orjson.loads(body)["status"]) == (200, "ok")
     status, _, body = await call(gw.url + "/readyz", b"", method="GET")
-    assert status == 200 and orjson.loads(body)["upstreams"] == {"a": "healthy"}
+    assert status == 200 and orjson.loads(body)["upstreams"] == {"a": {"state": "healthy"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,13 +77,18 @@ class Events:
 
     def __init__(self) -> None:
         self.health: list[tuple[str, str]] = []
+        self.details: list[dict[str, object]] = []
         self.failed: list[tuple[str, FailureKind]] = []
 
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> Events:
     ev = Events()
-    monkeypatch.setattr(logs, "health", lambda up, what: ev.health.append((up, what)))
+    def health(up: str, what: str, **fields: object) -> None:
+        ev.health.append((up, what))
+        ev.details.append(fields)
+
+    monkeypatch.setattr(logs, "health", health)
     monkeypatch.setattr(
         logs, "attempt_failed", lambda rid, up, kind, detail: ev.failed.append((up, kind))
     )
@@ -233,6 +239,26 @@ async def test_ejection_before_the_commit_point_is_logged(events: Events) -> Non
     with await failover.run(send, balancer, exchange(config)):
         pass
     assert events.health == [("a", "ejected")]
+    (detail,) = events.details
+    assert detail["failure"] is FailureKind.RESET
+    assert detail["streak"] == 1 and detail["ejections"] == 1
+    assert detail["duration_s"] == 10.0  # base_s x 1st ejection, no jitter
+
+
+async def test_a_successful_probe_logs_the_recovery(events: Events) -> None:
+    config, balancer = setup([{"a": 1}, {"b": 1}], consecutive=1)
+    send = ScriptedSend(
+        {"a": [AttemptFailed(FailureKind.RESET, "rst"), FakeReply()], "b": [FakeReply()]}
+    )
+    with await failover.run(send, balancer, exchange(config)):
+        pass
+    st = stats(config, balancer, "a")
+    st.ejected_until = time.monotonic() - 0.001  # the ejection is over: the next pick probes
+    with await failover.run(send, balancer, exchange(config)) as win:
+        assert win.upstream.name == "a"
+    assert events.health == [("a", "ejected"), ("a", "recovered")]
+    down = events.details[1]["down_s"]
+    assert isinstance(down, float) and down >= 0.0
 
 
 async def test_ejection_after_the_commit_point_is_logged_too(events: Events) -> None:
