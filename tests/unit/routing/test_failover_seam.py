@@ -84,6 +84,7 @@ class Events:
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> Events:
     ev = Events()
+
     def health(up: str, what: str, **fields: object) -> None:
         ev.health.append((up, what))
         ev.details.append(fields)
