@@ -65,6 +65,7 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._digest = ""
         self.failures = 0
+        self._failed_last = False
 
     def remember(self, text: str) -> None:
         self._digest = hashlib.sha256(text.encode()).hexdigest()
@@ -85,7 +86,17 @@ class Reloader:
             return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:
-            return True, self._status("unchanged")
+            # Said every time, so a fixed edit or a no-op SIGHUP is the journal's last word,
+            # never an earlier config_reload_failed.
+            logs.event(
+                "config_unchanged",
+                trigger=trigger,
+                generation=self.store.generation,
+                outcome="unchanged, config OK",
+                after_failure=self._failed_last,
+            )
+            self._failed_last = False
+            return True, self._status("unchanged, config OK")
         try:
             new = self.compile(text)
         except ConfigError as exc:
@@ -96,6 +107,7 @@ class Reloader:
         self.store.swap(new)
         logs.set_secrets(new.secrets)
         self._digest = digest
+        self._failed_last = False
         changes = config_diff(old, new)
         logs.event(
             "config_reloaded",
@@ -115,6 +127,7 @@ class Reloader:
 
     def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:
         self.failures += 1
+        self._failed_last = True
         logs.error(
             "config_reload_failed",
             trigger=trigger,

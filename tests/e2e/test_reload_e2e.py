@@ -176,6 +176,17 @@ async def test_broken_files_keep_the_running_config(
         assert reloaded["generation"] == 2
         assert upstreams_of(await send(session, gw)) == {"b"}
 
+        # 4. Broken, then put back exactly as it was: the last word says the config is fine.
+        mark = gw.mark()
+        replace_file(setup.path, good + "\n[routes.other\n")
+        await gw.wait_event("config_reload_failed", start=mark)
+        mark = gw.mark()
+        replace_file(setup.path, good)
+        unchanged = await gw.wait_event("config_unchanged", start=mark)
+        assert unchanged["outcome"] == "unchanged, config OK"
+        assert unchanged["after_failure"] is True and unchanged["generation"] == 2
+        assert unchanged["level"] == "info"
+
 
 async def test_sighup_reloads_when_watch_is_off(
     tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter
@@ -197,10 +208,11 @@ async def test_sighup_reloads_when_watch_is_off(
         assert reloaded["trigger"] == "SIGHUP"
         assert upstreams_of(await send(session, gw)) == {"b"}
 
-        # A SIGHUP with nothing changed is harmless.
+        # A SIGHUP with nothing changed is harmless, and says so.
         mark = gw.mark()
         gw.signal(signal.SIGHUP)
-        await asyncio.sleep(0.3)
+        unchanged = await gw.wait_event("config_unchanged", start=mark)
+        assert unchanged["trigger"] == "SIGHUP" and unchanged["after_failure"] is False
         assert not gw.events("config_reloaded", mark)
         assert not gw.events("config_reload_failed", mark)
         assert upstreams_of(await send(session, gw)) == {"b"}
