@@ -43,6 +43,9 @@ class Exchange:
     started: float
     """Monotonic seconds at arrival."""
     client_headers: Mapping[str, str]
+    path: str = ""
+    client: str | None = None
+    """The client's address as the socket saw it (a proxy in front shows as itself)."""
     body: bytes = b""
     peek: Peek | None = None
     route: Route | None = None
@@ -65,6 +68,8 @@ class Exchange:
     usage: Usage | None = None
     status: int = 500
     """The status the client got (499 when it went away first)."""
+    error_code: str | None = None
+    """The `code` of the gateway's own error answer, or of the error event that ended a stream."""
 
     @property
     def stream(self) -> bool:

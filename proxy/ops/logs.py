@@ -135,7 +135,10 @@ def configure(level: str = "info", secrets: Iterable[str] = (), worker: str | No
     )
     _Logger.current = structlog.get_logger("gateway")
     set_secrets(secrets)
-    ACCESS.configure(processors, enabled=_LEVELS.get(level, logging.INFO) <= logging.INFO)
+    threshold = _LEVELS.get(level, logging.INFO)
+    ACCESS.configure(
+        processors, enabled=threshold <= logging.INFO, warnings=threshold <= logging.WARNING
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -191,27 +194,32 @@ class _Access:
     """The per-request access event: the same processors as every other event, without the
     bound-logger machinery around them (measured: 2-3 us instead of 8-10 us per line)."""
 
-    __slots__ = ("enabled", "processors")
+    __slots__ = ("enabled", "processors", "warnings")
 
     def __init__(self) -> None:
         self.enabled = True
+        self.warnings = True
         self.processors: tuple[structlog.typing.Processor, ...] = (
             structlog.processors.add_log_level,
             _stamp,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         )
 
-    def configure(self, processors: Iterable[structlog.typing.Processor], *, enabled: bool) -> None:
+    def configure(
+        self, processors: Iterable[structlog.typing.Processor], *, enabled: bool, warnings: bool
+    ) -> None:
         self.processors = tuple(processors)
         self.enabled = enabled
+        self.warnings = warnings
 
-    def __call__(self, fields: dict[str, object]) -> None:
-        if not self.enabled:
+    def __call__(self, fields: dict[str, object], warning: bool = False) -> None:
+        if not (self.warnings if warning else self.enabled):
             return
         fields["event"] = "access"
+        level = "warning" if warning else "info"
         line: object = fields
         for proc in self.processors:
-            line = proc(None, "info", line)  # type: ignore[arg-type]
+            line = proc(None, level, line)  # type: ignore[arg-type]
         if isinstance(line, bytes):
             WRITER.msg(line)
 
@@ -219,9 +227,9 @@ class _Access:
 ACCESS = _Access()
 
 
-def access(fields: dict[str, object]) -> None:
+def access(fields: dict[str, object], *, warning: bool = False) -> None:
     """Write one access line (the exchange settles through `proxy.ops.access`)."""
-    ACCESS(fields)
+    ACCESS(fields, warning)
 
 
 def attempt_failed(request_id: str, upstream: str, kind: FailureKind, detail: str) -> None:

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from proxy.config.values import Endpoint
 from proxy.core.errors import GatewayError
-from proxy.server.endpoints import healthz, models, readyz
+from proxy.server.endpoints import healthz, model, models, readyz
+from proxy.server.own import error_response, own
 from proxy.server.pipeline import proxy_handler
 from proxy.server.runtime import GATEWAY, Gateway
 
@@ -16,6 +17,8 @@ PROXIED = {
     "/v1/embeddings": Endpoint.EMBEDDINGS,
 }
 
+GETS = frozenset({"/v1/models", "/healthz", "/readyz"})
+
 
 def build_app(gateway: Gateway) -> web.Application:
     # Bodies are read by the handler against the live snapshot's limit, not aiohttp's.
@@ -23,23 +26,25 @@ def build_app(gateway: Gateway) -> web.Application:
     app[GATEWAY] = gateway
     for path, endpoint in PROXIED.items():
         app.router.add_post(path, proxy_handler(endpoint))
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_route("*", "/{tail:.*}", fallback)
+    app.router.add_get("/v1/models", own(models, "models"))
+    app.router.add_get("/v1/models/{model:.+}", own(model, "models"))
+    app.router.add_get("/healthz", own(healthz, None, logged=False))
+    app.router.add_get("/readyz", own(readyz, None, logged=False))
+    app.router.add_route("*", "/{tail:.*}", own(fallback, None))
     return app
 
 
 async def fallback(request: web.Request) -> web.Response:
     """Unknown paths and wrong methods, answered in the OpenAI error shape."""
     path = request.path
-    if path in PROXIED or path in ("/v1/models", "/healthz", "/readyz"):
+    if path in PROXIED or path in GETS or path.startswith("/v1/models/"):
         allowed = "POST" if path in PROXIED else "GET"
         err = GatewayError(
-            405, f"Method {request.method} is not allowed on {path}.", code="method_not_allowed"
+            405,
+            f"Method {request.method} is not allowed on {path[:200]}.",
+            code="method_not_allowed",
+            should_retry=False,
         )
-        headers = err.headers()
-        headers["Allow"] = allowed
-        return web.Response(status=405, body=err.body(), headers=headers)
-    err = GatewayError(404, f"Unknown path {path[:200]}.", code="not_found")
-    return web.Response(status=404, body=err.body(), headers=err.headers())
+        return error_response(err, Allow=allowed)
+    err = GatewayError(404, f"Unknown path {path[:200]}.", code="not_found", should_retry=False)
+    return error_response(err)

@@ -8,20 +8,29 @@ import time
 import orjson
 from aiohttp import web
 
+from proxy.core.errors import model_not_found
 from proxy.routing.health_report import selectable, upstream_states
 from proxy.server.runtime import GATEWAY
 
 
 async def models(request: web.Request) -> web.Response:
+    """`GET /v1/models`: every route, as the OpenAI model list."""
     snap = request.app[GATEWAY].store.current
     created = int(time.time())
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
-        for name in snap.routes
-    ]
-    return web.Response(
-        body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
-    )
+    data = [_model(name, created) for name in snap.routes]
+    return _json(200, {"object": "list", "data": data})
+
+
+async def model(request: web.Request) -> web.Response:
+    """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): one route, or 404 model_not_found."""
+    name = request.match_info["model"]
+    if name not in request.app[GATEWAY].store.current.routes:
+        raise model_not_found(name)
+    return _json(200, _model(name, int(time.time())))
+
+
+def _model(name: str, created: int) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
 
 
 async def healthz(request: web.Request) -> web.Response:

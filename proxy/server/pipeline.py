@@ -23,7 +23,7 @@ from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
-from proxy.transport.relay import STREAM_HEADERS, StreamRelay
+from proxy.transport.relay import STREAM_HEADERS, StreamRelay, end_code
 
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
@@ -61,6 +61,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         return await respond(request, gw, ex, win)  # the commit point, then the relay
     except GatewayError as exc:
         ex.status = exc.status
+        ex.error_code = exc.code
         return _error_response(exc, ex, gw.drain.draining)
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -69,6 +70,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             gw.drain.cut.discard(task)
             task.uncancel()
             ex.status = 503
+            ex.error_code = _SHUTTING_DOWN.code
             return _error_response(_SHUTTING_DOWN, ex, draining=True)
         ex.status = 499
         ex.failure = FailureKind.CLIENT_GONE
@@ -76,6 +78,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     except Exception as exc:  # noqa: BLE001 - last resort: an OpenAI-shaped 500, never a trace
         logs.error("internal_error", request_id=ex.id, error=type(exc).__name__)
         ex.status = 500
+        ex.error_code = _INTERNAL.code
         return _error_response(_INTERNAL, ex, gw.drain.draining)
     finally:
         gw.drain.leave()
@@ -92,6 +95,8 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
         snap=gw.store.current,  # read once: the whole request runs on this snapshot
         started=time.monotonic(),
         client_headers=request.headers,
+        path=request.path,
+        client=request.remote,
     )
 
 
@@ -179,6 +184,7 @@ async def _relay(
         gw.drain.streams.discard(relay)
         ex.usage = stream_filter.usage
     if relay.failure is not None:
+        ex.error_code = end_code(relay.failure)
         win.broke(relay.failure)
     return out
 

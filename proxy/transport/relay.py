@@ -26,6 +26,11 @@ _END_MESSAGES = {
 }
 
 
+def end_code(kind: FailureKind) -> str:
+    """The `code` of the error event that ends a stream broken by `kind`."""
+    return _END_MESSAGES.get(kind, _END_MESSAGES[FailureKind.SHUTDOWN])[1]
+
+
 class StreamRelay:
     """One committed stream: upstream bytes out to the client, unchanged and unbuffered.
 

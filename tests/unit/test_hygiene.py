@@ -16,6 +16,7 @@ PURE_MODULES = {
     "routing/balancer.py",
     "routing/retryafter.py",
     "routing/selector.py",
+    "routing/health_report.py",
     "routing/send.py",
     "routing/stats.py",
     "transport/headers.py",

@@ -135,6 +135,7 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "access_log",
         "log_level",
         "watch",
+        "readyz_detail",
     }
     assert keys_of(Upstream) == {"provider", "base_url", "model", "credential", "stream_usage"}
 

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.config.compiler import compile_data
 from proxy.config.values import Endpoint
-from proxy.core.exchange import Exchange, Usage
+from proxy.core.exchange import Exchange, Peek, Usage
 from proxy.core.failures import FailureKind
 from proxy.ops import access, logs
 
@@ -26,7 +26,10 @@ def exchange() -> Exchange:
         endpoint=Endpoint.CHAT,
         snap=cfg,
         started=time.monotonic() - 0.25,
-        client_headers={},
+        client_headers={"User-Agent": "OpenAI/Python 1.0"},
+        path="/v1/chat/completions",
+        client="127.0.0.1",
+        peek=Peek(model="chat", stream=False, include_usage=False, has_stream_options=False),
         route=cfg.routes["chat"],
     )
 
@@ -59,10 +62,16 @@ def test_the_access_line_says_what_the_request_went_through(
         "event": "access",
         "level": "info",
         "request_id": "req-1",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "client": "127.0.0.1",
+        "user_agent": "OpenAI/Python 1.0",
         "endpoint": "chat",
+        "model": "chat",
         "stream": False,
         "route": "chat",
         "status": 200,
+        "error": None,
         "upstream": "u",
         "attempts": 2,
         "failure": "connect",
@@ -86,5 +95,67 @@ def test_access_lines_pass_the_same_processors_as_other_events(
 
 def test_no_access_line_below_info(capfd: pytest.CaptureFixture[str]) -> None:
     logs.configure("warning")
-    access.write(exchange())
+    ex = exchange()
+    ex.status = 200
+    access.write(ex)
     assert lines(capfd) == []
+
+
+def test_a_5xx_or_a_broken_stream_is_a_warning_and_survives_a_warning_filter(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("warning")
+    ex = exchange()
+    ex.status, ex.error_code = 502, "upstream_error"
+    access.write(ex)
+    broken = exchange()
+    broken.status, broken.error_code = 200, "upstream_timeout"  # committed, then ended
+    access.write(broken)
+    fine = exchange()
+    fine.status = 200
+    access.write(fine)
+    assert [(x["level"], x["status"], x["error"]) for x in lines(capfd)] == [
+        ("warning", 502, "upstream_error"),
+        ("warning", 200, "upstream_timeout"),
+    ]
+
+
+def test_an_unknown_model_is_logged_as_asked_and_long_client_strings_are_cut(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("info")
+    ex = exchange()
+    ex.route, ex.status, ex.error_code = None, 404, "model_not_found"
+    ex.peek = Peek(model="x" * 500, stream=True, include_usage=False, has_stream_options=False)
+    ex.client_headers = {"User-Agent": "u" * 300}
+    access.write(ex)
+    (line,) = lines(capfd)
+    assert line["route"] is None and line["error"] == "model_not_found"
+    assert line["model"] == "x" * access.SHOWN_CHARS + "..."
+    assert line["user_agent"] == "u" * access.SHOWN_CHARS + "..."
+    assert line["level"] == "info"
+
+
+def test_the_gateways_own_answers_have_an_access_line(capfd: pytest.CaptureFixture[str]) -> None:
+    logs.configure("info")
+    access.write_plain(
+        access.PlainAnswer(
+            request_id="r2",
+            method="DELETE",
+            path="/v1/nope",
+            client="::1",
+            user_agent=None,
+            endpoint=None,
+            status=404,
+            error_code="not_found",
+            started=time.monotonic(),
+        )
+    )
+    (line,) = lines(capfd)
+    assert (line["request_id"], line["method"], line["path"], line["status"]) == (
+        "r2",
+        "DELETE",
+        "/v1/nope",
+        404,
+    )
+    assert line["error"] == "not_found" and line["level"] == "info"
