@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import types
@@ -126,7 +127,9 @@ class Reader:
     def known(self, data: Mapping[str, object], allowed: frozenset[str], path: str) -> None:
         for key in data:
             if key not in allowed:
-                self.err(f"{path}.{key}" if path else key, "unknown setting")
+                close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+                hint = f'; did you mean "{close[0]}"?' if close else ""
+                self.err(f"{path}.{key}" if path else key, f"unknown setting{hint}")
 
     def number(
         self, data: Mapping[str, object], key: str, path: str, default: float, *, lo: float = 0.0

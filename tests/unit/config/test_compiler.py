@@ -310,7 +310,7 @@ def test_every_error_is_reported_at_once() -> None:
         "server.colour: unknown setting",
         'server.listen: must be "HOST:PORT" with a port from 0 to 65535',
         "server.log_level: must be one of debug, error, info, warning",
-        "defaults.ejection.base: unknown setting",
+        'defaults.ejection.base: unknown setting; did you mean "base_s"?',
         "defaults.max_attempts: must be an integer >= 1",
         "upstreams.a.base_url: must be an http:// or https:// URL with a host",
         'routes.chat-fast.strategy: unknown strategy "fastest" '
@@ -326,22 +326,26 @@ def test_unknown_upstream_in_tier_names_its_path() -> None:
 
 
 @pytest.mark.parametrize(
-    ("section", "key"),
+    ("section", "key", "hint"),
     [
-        ("upstreams.a", "modle"),
-        ("routes.r", "wieght"),
-        ("server", "port"),
-        ("defaults", "retries"),
-        ("upstreams.a.ejection", "jitterr"),
+        ("upstreams.a", "modle", "model"),
+        ("routes.r", "stratgy", "strategy"),
+        ("routes.r", "wieght", None),
+        ("server", "port", None),
+        ("server", "listne", "listen"),
+        ("defaults", "retries", None),
+        ("defaults", "max_attempt", "max_attempts"),
+        ("upstreams.a.ejection", "jitterr", "jitter"),
     ],
 )
-def test_unknown_setting_keys(section: str, key: str) -> None:
+def test_unknown_setting_keys(section: str, key: str, hint: str | None) -> None:
     data = one_route()
     node: dict[str, Any] = data
     for part in section.split("."):
         node = node.setdefault(part, {})
     node[key] = 1
-    assert errors_of(data) == [f"{section}.{key}: unknown setting"]
+    suffix = f'; did you mean "{hint}"?' if hint else ""
+    assert errors_of(data) == [f"{section}.{key}: unknown setting{suffix}"]
 
 
 @pytest.mark.parametrize("strategy", ["fastest", "Weighted", "", 3, True])

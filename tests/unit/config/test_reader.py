@@ -108,8 +108,11 @@ def test_wrong_values_are_reported_with_their_path_and_fall_back(
 
 
 def test_unknown_keys_are_errors_and_custom_keys_are_known() -> None:
-    _, errors = read({"address": "y", "colour_x": 1})
-    assert errors == ["s.colour_x: unknown setting"]
+    _, errors = read({"address": "y", "colour_x": 1, "zzz": 2})
+    assert errors == [
+        's.colour_x: unknown setting; did you mean "colour"?',
+        "s.zzz: unknown setting",
+    ]
 
 
 def test_present_reads_only_what_the_table_sets() -> None:
