@@ -96,6 +96,7 @@ def exhausted(kind: FailureKind, status: int | None, retry_after_s: float | None
             "The gateway's credential for the upstream was rejected.",
             type_="server_error",
             code="upstream_auth_failed",
+            should_retry=False,  # a wrong key stays wrong until the operator changes it
         )
     if kind is FailureKind.UPSTREAM_5XX and status == 503:
         return GatewayError(
@@ -127,6 +128,18 @@ def no_upstream(retry_after_s: float, *, rate_limited: bool) -> GatewayError:
         type_="server_error",
         code="no_healthy_upstream",
         retry_after_s=retry_after_s,
+    )
+
+
+def route_drained(route: str) -> GatewayError:
+    """Every upstream of the route has weight 0: a config decision that retrying will not change."""
+    return GatewayError(
+        503,
+        f"Every upstream of `{route}` is drained (weight 0) in the gateway's config.",
+        type_="server_error",
+        code="route_drained",
+        param="model",
+        should_retry=False,
     )
 
 

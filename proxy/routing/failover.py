@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from proxy.core.errors import GatewayError, exhausted, no_upstream
+from proxy.core.errors import GatewayError, exhausted, no_upstream, route_drained
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
 from proxy.providers.catalog import PROVIDERS
@@ -43,6 +43,8 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         if attempt.answered(reply):
             return attempt
     if ex.failure is None:
+        if not any(m.weight for tier in route.tiers for m in tier.members):
+            raise route_drained(route.name)
         blocked = balancer.blocked(route, ex.tried, time.monotonic())
         ex.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None
         raise no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)

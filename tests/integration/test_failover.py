@@ -127,6 +127,19 @@ async def test_upstream_auth_failure_is_a_502(fakes: FakeFactory, gateway: Gatew
     err = orjson.loads(body)["error"]
     assert err["code"] == "upstream_auth_failed"
     assert set(err) == {"message", "type", "param", "code"}
+    assert headers["x-should-retry"] == "false"
+
+
+async def test_a_route_drained_in_the_config_is_refused_without_retry(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    gw = await gateway(base_config({"a": upstream(a)}, {"chat": {"tiers": [{"a": 0}]}}))
+    status, headers, body = await post(gw.url)
+    assert status == 503
+    assert orjson.loads(body)["error"]["code"] == "route_drained"
+    assert headers["x-should-retry"] == "false" and "Retry-After" not in headers
+    assert len(a.requests) == 0
 
 
 async def test_all_upstreams_failing_give_the_last_cause(

@@ -14,6 +14,7 @@ from proxy.core.errors import (
     exhausted,
     model_not_found,
     no_upstream,
+    route_drained,
     stream_error_event,
 )
 from proxy.core.failures import FAILOVER, PENALIZE, FailureKind, classify_status
@@ -184,6 +185,14 @@ def test_exhausted_ttfb_timeout_is_504() -> None:
 def test_exhausted_auth_is_502() -> None:
     err = exhausted(FailureKind.UPSTREAM_AUTH, 401, None)
     assert (err.status, err.code) == (502, "upstream_auth_failed")
+    assert err.headers()["x-should-retry"] == "false"  # a rejected key does not heal by retrying
+
+
+def test_a_drained_route_is_a_refusal_not_to_retry() -> None:
+    err = route_drained("chat")
+    assert (err.status, err.code, err.param) == (503, "route_drained", "model")
+    headers = err.headers()
+    assert headers["x-should-retry"] == "false" and "Retry-After" not in headers
 
 
 def test_exhausted_503_keeps_503_with_retry_after() -> None:
