@@ -29,9 +29,10 @@ def spawn_gateway() -> Iterator[GatewayStarter]:
         command: str = "serve",
         env: Mapping[str, str] | None = None,
         drop_env: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> GatewayProcess:
         proc = subprocess.Popen(
-            [*GATEWAY_CMD, command, "--config", str(config)],
+            [*GATEWAY_CMD, command, "--config", str(config), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -184,7 +184,7 @@ def _pump(stream: IO[bytes], sink: Callable[[str], None]) -> None:
 
 
 GatewayStarter = Callable[..., GatewayProcess]
-"""spawn_gateway(config_path, *, command="serve", env=None, drop_env=()) -> GatewayProcess"""
+"""spawn_gateway(config_path, *, command="serve", env=None, drop_env=(), args=()) -> GatewayProcess"""
 
 FakeStarter = Callable[..., Awaitable[FakeProvider]]
 """fake_upstreams(name, default_behaviour=None) -> a started FakeProvider"""

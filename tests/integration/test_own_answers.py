@@ -121,3 +121,18 @@ async def test_readyz_detail_is_for_loopback_only_by_default(
     assert await gw.reload()
     status, _, body = await call(gw.url + "/readyz")
     assert (status, orjson.loads(body)) == (200, {"status": "ready"})
+
+
+async def test_probes_answer_503_during_a_drain_and_close_the_connection(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    gw = await gateway(base_config({"a": upstream(a)}, {"chat": {"tiers": [{"a": 1}]}}))
+    gw.server.drain.draining = True  # the state a SIGTERM puts the process in
+    try:
+        for probe in ("/healthz", "/readyz"):
+            status, headers, body = await call(gw.url + probe)
+            assert (status, orjson.loads(body)) == (503, {"status": "draining"})
+            assert headers["Connection"] == "close" and headers["x-request-id"]
+    finally:
+        gw.server.drain.draining = False
