@@ -119,3 +119,30 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # Unknown keys and bad values are only warnings (exit 0); catch them too.
     problems = [line for line in report.splitlines() if UNIT.name in line]
     assert problems == [], report
+
+
+README = UNIT.parents[1] / "README.md"
+
+
+def test_comments_describe_only_what_exists() -> None:
+    comments = "\n".join(
+        line for line in UNIT.read_text().splitlines() if line.lstrip().startswith("#")
+    ).lower()
+    for missing in ("ledger", "key hash", "spend", "sqlite", "extend_timeout"):
+        assert missing not in comments, missing
+
+
+def test_documentation_points_at_what_the_install_steps_create() -> None:
+    doc = load()["Unit"]["Documentation"]
+    assert doc.startswith("file://")
+    installed = doc.removeprefix("file://")
+    assert f"README.md {installed}" in README.read_text()
+
+
+def test_readme_and_unit_agree_on_the_credentials_file() -> None:
+    unit_text = UNIT.read_text()
+    readme = README.read_text()
+    assert "root:root 0600" in unit_text
+    assert "install -m 0600 -o root -g root /dev/null /etc/llm-gateway/credentials.env" in readme
+    assert "`credentials.env` is `root:root 0600`" in readme
+    assert "restart" in unit_text and "not `systemctl reload`" in unit_text
