@@ -16,4 +16,4 @@ def listen_error(exc: OSError, host: str, port: int) -> str:
         why = "is not an address of this machine"
     else:
         why = f"cannot be bound ({exc.strerror or type(exc).__name__})"
-    return f"server.listen: {shown} {why}; change [server] listen or free the port"
+    return f"server.listen: {shown} {why}; change [server] listen (demo: --port N) or free the port"

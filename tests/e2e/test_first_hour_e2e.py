@@ -216,3 +216,21 @@ async def test_demo_on_other_ports_says_what_to_try(
         ) as r:
             assert r.status == 200, await r.text()
         assert time.monotonic() - started < 5
+
+
+async def test_demo_on_a_busy_port_is_one_error_line_and_exit_1(
+    tmp_path: Path, spawn_gateway: GatewayStarter, busy_port: int
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text((REPO / "gateway.toml").read_text("utf-8"), "utf-8")
+    fake = free_port()
+    while abs(fake - busy_port) < 2:
+        fake = free_port()
+    gw = spawn_gateway(
+        path, command="demo", args=["--port", str(busy_port), "--fake-port", str(fake)]
+    )
+    assert await gw.wait_exit(15) == 1
+    errors = [ln.obj for ln in gw.snapshot() if ln.obj and ln.obj["level"] == "error"]
+    assert [e["event"] for e in errors] == ["startup_failed"], gw.output()
+    assert "--port N" in str(errors[0]["error"])
+    assert gw.stderr == [], gw.output()
