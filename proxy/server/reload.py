@@ -155,3 +155,9 @@ class Reloader:
         ):
             if self.path.exists():
                 await self.reload("file")
+            else:
+                logs.warning(
+                    "config_file_missing",
+                    path=str(self.path),
+                    kept_generation=self.store.generation,
+                )

@@ -234,3 +234,24 @@ async def test_demo_on_a_busy_port_is_one_error_line_and_exit_1(
     assert [e["event"] for e in errors] == ["startup_failed"], gw.output()
     assert "--port N" in str(errors[0]["error"])
     assert gw.stderr == [], gw.output()
+
+
+async def test_a_deleted_config_file_is_said_and_its_return_confirmed(
+    tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter
+) -> None:
+    a = await fake_upstreams("a")
+    path = tmp_path / "gateway.toml"
+    config = config_dict({"a": upstream_entry(a, "m")}, {"chat": {"tiers": [{"a": 1}]}}, watch=True)
+    write_config(path, config)
+    text = path.read_text("utf-8")
+    gw = spawn_gateway(path)
+    await gw.wait_ready()
+    await asyncio.sleep(0.3)  # the watcher is up
+    mark = gw.mark()
+    path.unlink()
+    missing = await gw.wait_event("config_file_missing", start=mark)
+    assert (missing["level"], missing["kept_generation"]) == ("warning", 1)
+    mark = gw.mark()
+    path.write_text(text, "utf-8")
+    unchanged = await gw.wait_event("config_unchanged", start=mark)
+    assert unchanged["outcome"] == "unchanged, config OK"
