@@ -29,7 +29,7 @@ class Attempt:
     attempt is used as a context manager by whoever relays its answer.
     """
 
-    __slots__ = ("_held", "_rng", "choice", "ex", "provider", "reply", "upstream")
+    __slots__ = ("_held", "_limit_probe", "_rng", "choice", "ex", "provider", "reply", "upstream")
 
     def __init__(
         self, ex: Exchange, choice: Choice, provider: Provider, rng: random.Random
@@ -44,7 +44,9 @@ class Attempt:
         ex.tried.append(up.name)
         ex.attempts += 1
         ex.upstream = up.name
-        choice.stats.acquire(time.monotonic())
+        now = time.monotonic()
+        choice.stats.acquire(now)
+        self._limit_probe = choice.stats.take_limit_probe(now)
         self._held = True
 
     def answered(self, reply: Reply) -> bool:
@@ -59,13 +61,15 @@ class Attempt:
             ex.ttfb_s = reply.ttfb_s
             st.record_ttfb(reply.ttfb_s, now)
             self._log(st.record_success(now))
+            self._limit_probe_done()
             return True
         if kind is FailureKind.CLIENT_ERROR:
             st.record_neutral()
             ex.failure = kind
+            self._limit_probe_done()
             return True
         if kind is FailureKind.RATE_LIMITED:
-            hint = backoff_hint_s(reply.headers, time.time())
+            hint = backoff_hint_s(reply.headers, time.time(), ex.snap.max_rate_limit_pause_s)
             delay = DEFAULT_RATE_LIMIT_S if hint is None else hint
             st.record_rate_limit(time.monotonic(), delay)
             ex.retry_after_s = delay if ex.retry_after_s is None else min(ex.retry_after_s, delay)
@@ -97,6 +101,7 @@ class Attempt:
 
     def end(self, *, close: bool) -> None:
         """Release the stats and the reply (closing its connection if `close`); idempotent."""
+        self._limit_probe_done()
         if self._held:
             self._held = False
             self.choice.stats.release()
@@ -118,6 +123,13 @@ class Attempt:
         tb: TracebackType | None,
     ) -> None:
         self.end(close=exc_type is not None)
+
+    def _limit_probe_done(self) -> None:
+        """The answer of the probe after a 429 pause has started (or it failed): selection may
+        use the upstream again, unless the answer was another 429."""
+        if self._limit_probe:
+            self._limit_probe = False
+            self.choice.stats.end_limit_probe(time.monotonic())
 
     def _log(self, transition: Transition) -> None:
         if transition is not Transition.NONE:

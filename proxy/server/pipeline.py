@@ -23,7 +23,7 @@ from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
-from proxy.transport.relay import STREAM_HEADERS, StreamRelay
+from proxy.transport.relay import STREAM_HEADERS, StreamRelay, is_event_stream
 
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
@@ -142,7 +142,7 @@ async def respond(
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
         headers.update(passed_response_headers(reply.headers))
-        if not ex.stream or reply.status != 200:
+        if not ex.stream or reply.status != 200 or not is_event_stream(reply.headers):
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
             if reply.status < 300:
                 ex.usage = win.provider.usage(reply.first)
@@ -159,7 +159,7 @@ async def _relay(
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
     stream_filter = win.provider.stream(win.upstream, ex)
-    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter)
+    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter, win.provider.progress())
     gw.drain.streams.add(relay)
     try:
         await out.prepare(request)  # the commit point: no failover after this line
