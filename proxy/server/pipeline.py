@@ -18,7 +18,7 @@ from proxy.core.errors import GatewayError, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
 from proxy.ops import access, logs
-from proxy.providers.openai_body import peek
+from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.runtime import GATEWAY, Gateway
@@ -97,8 +97,9 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
 
 async def receive(request: web.Request, ex: Exchange) -> None:
     """Read the body within the snapshot's cap, peek at what routing needs, find the route."""
-    ex.body = await _read_body(request, ex.snap.server.max_body_bytes)
-    ex.peek = pk = peek(ex.body)
+    # The body forwarded is the one the gateway understood (a duplicated key collapsed).
+    pk, ex.body = peek_body(await _read_body(request, ex.snap.server.max_body_bytes))
+    ex.peek = pk
     route = ex.snap.routes.get(pk.model)
     if route is None:
         raise model_not_found(pk.model)
