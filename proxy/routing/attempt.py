@@ -91,6 +91,9 @@ class Attempt:
     def abandon(self) -> None:
         """Cancelled (client gone, drain) or crashed while sending: no health signal."""
         self.choice.stats.record_neutral()
+        if self._limit_probe:
+            self._limit_probe = False
+            self.choice.stats.drop_limit_probe()
         self.end(close=True)
 
     def broke(self, kind: FailureKind) -> None:

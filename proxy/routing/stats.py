@@ -128,6 +128,10 @@ class UpstreamStats:
         if self.limited_until <= now:
             self.limit_probe = False
 
+    def drop_limit_probe(self) -> None:
+        """The probe went without an answer (client gone): the next attempt probes instead."""
+        self.limit_probing = False
+
     def clear_pause(self) -> None:
         """Forget a 429 pause (the upstream's definition changed on reload)."""
         self.limited_until = 0.0

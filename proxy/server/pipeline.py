@@ -23,7 +23,7 @@ from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
-from proxy.transport.relay import STREAM_HEADERS, StreamRelay, is_event_stream
+from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole
 
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
@@ -143,7 +143,7 @@ async def respond(
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
         headers.update(passed_response_headers(reply.headers))
-        if not ex.stream or reply.status != 200 or not is_event_stream(reply.headers):
+        if not ex.stream or reply.status != 200 or answered_whole(reply.headers):
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
             if reply.status < 300:
                 ex.usage = win.provider.usage(reply.first)

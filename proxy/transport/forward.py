@@ -14,7 +14,7 @@ from proxy.config.values import Timeouts
 from proxy.core.failures import FailureKind
 from proxy.providers.base import Progress, UpstreamRequest
 from proxy.routing.send import AttemptFailed
-from proxy.transport.relay import is_event_stream
+from proxy.transport.relay import answered_whole
 
 ERROR_BODY_LIMIT = 256 * 1024
 """Upstream error bodies are read up to this size (they are small JSON)."""
@@ -96,7 +96,7 @@ class HTTPSender:
                     timeout=client_timeout(t),
                 )
                 ok = resp.status < 300
-                if ok and stream and is_event_stream(resp.headers):
+                if ok and stream and not answered_whole(resp.headers):
                     first = await _first_data(resp, request.progress)
                     return HTTPReply(resp, first, time.monotonic() - started)
                 ttfb_s = time.monotonic() - started

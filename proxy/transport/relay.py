@@ -21,10 +21,12 @@ STREAM_HEADERS = {
 }
 
 
-def is_event_stream(headers: Mapping[str, str]) -> bool:
-    """The answer is server-sent events (a stream request may still get a JSON body back)."""
-    ctype = headers.get("Content-Type", "")
-    return ctype[:17].lower() == "text/event-stream"
+def answered_whole(headers: Mapping[str, str]) -> bool:
+    """A stream request answered with one JSON body (a server that ignores `stream`): it is
+    passed on whole with its own content type. Anything else is relayed as a stream, as
+    servers that label their events loosely are common."""
+    ctype = headers.get("Content-Type", "").lower()
+    return ctype.startswith("application/json") or "+json" in ctype.split(";", 1)[0]
 
 
 _END_MESSAGES = {

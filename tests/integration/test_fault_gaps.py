@@ -392,3 +392,21 @@ async def post_chat_bytes(url: str, body: bytes) -> tuple[int, dict[str, str], b
         s.post(url + "/v1/chat/completions", data=body) as r,
     ):
         return r.status, dict(r.headers), await r.read()
+
+
+async def test_events_with_a_loose_content_type_are_still_relayed_as_a_stream(
+    raw: RawFactory, gateway: GatewayFactory
+) -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        await resp.write(EVENT)
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    a = await raw(handle)
+    gw = await gateway(base_config({"a": {"base_url": a.base_url}}, route("a")))
+    status, headers, body = await post_chat(gw.url, STREAM)
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert body == EVENT + b"data: [DONE]\n\n"

@@ -134,3 +134,18 @@ def test_a_reload_that_changes_the_upstream_clears_its_pause() -> None:
     b.adopt(new)
     assert b.registry.get(new.upstreams["a"]) is st
     assert st.available(time.monotonic()) and not st.limit_probe
+
+
+def test_a_probe_abandoned_without_an_answer_leaves_the_probe_to_the_next_attempt() -> None:
+    snap = config()
+    b = balancer_for(snap)
+    st = b.registry.get(snap.upstreams["a"])
+    st.record_rate_limit(time.monotonic() - 2.0, 1.0)
+    choice = b.choose(snap.routes["chat"], 0, [], time.monotonic())
+    assert choice is not None
+    Attempt(new_exchange(snap), choice, OpenAI(), b.rng).abandon()  # the client went away
+    assert st.limit_probe and st.available(time.monotonic())
+    again = b.choose(snap.routes["chat"], 0, [], time.monotonic())
+    assert again is not None
+    Attempt(new_exchange(snap), again, OpenAI(), b.rng)
+    assert st.limit_probing  # this one is the probe now
