@@ -410,3 +410,21 @@ async def test_events_with_a_loose_content_type_are_still_relayed_as_a_stream(
     status, headers, body = await post_chat(gw.url, STREAM)
     assert status == 200 and headers["Content-Type"] == "text/event-stream"
     assert body == EVENT + b"data: [DONE]\n\n"
+
+
+async def test_comments_pass_while_the_usage_chunk_the_gateway_asked_for_is_hidden(
+    raw: RawFactory, gateway: GatewayFactory
+) -> None:
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\n'
+    a = await raw(
+        sse_answer(
+            (0.0, b": keepalive\n\n"),
+            (0.05, EVENT),
+            (0.05, b": keepalive\n\n"),
+            (0.0, usage + b"data: [DONE]\n\n"),
+        )
+    )
+    gw = await gateway(base_config({"a": {"base_url": a.base_url}}, route("a")))
+    status, _, body = await post_chat(gw.url, {**CHAT, "stream": True})
+    assert status == 200
+    assert body == b": keepalive\n\n" + EVENT + b": keepalive\n\ndata: [DONE]\n\n"
