@@ -288,7 +288,7 @@ async def test_when_the_pause_ends_one_probe_decides(
 ) -> None:
     a, b = await fakes("a"), await fakes("b")
     # The probe after the pause is slow: meanwhile every other request goes to b.
-    a.script(Behaviour(status=429, retry_after="1"), Behaviour(latency_s=0.6))
+    a.script(Behaviour(status=429, retry_after="1"), Behaviour(latency_s=1.0))
     config = base_config(
         {"a": upstream(a), "b": upstream(b)}, {"chat": {"tiers": [{"a": 1}, {"b": 1}]}}
     )
@@ -298,7 +298,7 @@ async def test_when_the_pause_ends_one_probe_decides(
     assert (status, headers["x-gateway-upstream"]) == (200, "b")
     await asyncio.sleep(0.35)
     probe = asyncio.create_task(post_chat(gw.url, CHAT))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     others = await asyncio.gather(*(post_chat(gw.url, CHAT) for _ in range(4)))
     assert [h["x-gateway-upstream"] for _, h, _ in others] == ["b"] * 4
     _, probe_headers, _ = await probe
@@ -311,13 +311,13 @@ async def test_when_the_pause_ends_one_probe_decides(
 # --- request edge ---------------------------------------------------------------------------
 
 
-async def expect_exchange(url: str, length: int) -> bytes:
+async def expect_exchange(url: str, length: int, expect: str = "100-continue") -> bytes:
     """Send headers with `Expect: 100-continue` and no body; what the gateway says first."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+        + f"Content-Length: {length}\r\nExpect: {expect}\r\n\r\n".encode()
     )
     await writer.drain()
     try:
@@ -337,6 +337,7 @@ async def test_expect_continue_with_a_too_large_body_gets_413_first(
     assert head.startswith(b"HTTP/1.1 413")
     assert b"100 Continue" not in head
     assert (await expect_exchange(gw.url, 100)).startswith(b"HTTP/1.1 100 Continue")
+    assert (await expect_exchange(gw.url, 100, "magic")).startswith(b"HTTP/1.1 417")
 
 
 async def test_expect_continue_with_a_body_within_the_cap_is_served(
