@@ -18,6 +18,9 @@ from proxy.routing.stats import Transition
 
 DEFAULT_RATE_LIMIT_S = 1.0
 """Pause for an upstream that answered 429 without saying for how long."""
+_ASKED_CAP_S = 10.0 * 365 * 86400
+"""How long a 429 may ask for, as read (then capped by max_rate_limit_pause_s); a later date
+counts as this, so the log line still says it was out of range."""
 
 
 class Attempt:
@@ -68,12 +71,16 @@ class Attempt:
             ex.failure = kind
             self._limit_probe_done()
             return True
+        detail = f"status {reply.status}"
         if kind is FailureKind.RATE_LIMITED:
-            hint = backoff_hint_s(reply.headers, time.time(), ex.snap.max_rate_limit_pause_s)
-            delay = DEFAULT_RATE_LIMIT_S if hint is None else hint
+            asked = backoff_hint_s(reply.headers, time.time(), _ASKED_CAP_S)
+            cap = ex.snap.max_rate_limit_pause_s
+            delay = min(DEFAULT_RATE_LIMIT_S if asked is None else asked, cap)
             st.record_rate_limit(time.monotonic(), delay)
             ex.retry_after_s = delay if ex.retry_after_s is None else min(ex.retry_after_s, delay)
-        self.failed(kind, f"status {reply.status}", reply.status)
+            if asked is not None and asked > cap:
+                detail += f", paused {cap:g}s (max_rate_limit_pause_s), asked {asked:g}s"
+        self.failed(kind, detail, reply.status)
         return False
 
     def failed(self, kind: FailureKind, detail: str, status: int | None = None) -> None:

@@ -15,6 +15,7 @@ from proxy.config.compiler import compile_data
 from proxy.config.values import Config, Endpoint
 from proxy.core.errors import GatewayError
 from proxy.core.exchange import Exchange
+from proxy.ops import logs
 from proxy.providers.openai import OpenAI
 from proxy.providers.openai_body import peek
 from proxy.routing import failover
@@ -149,3 +150,14 @@ def test_a_probe_abandoned_without_an_answer_leaves_the_probe_to_the_next_attemp
     assert again is not None
     Attempt(new_exchange(snap), again, OpenAI(), b.rng)
     assert st.limit_probing  # this one is the probe now
+
+
+async def test_the_capped_pause_says_what_was_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr(logs, "attempt_failed", lambda rid, up, kind, detail: seen.append(detail))
+    assert 0.0 < await limited_for(config(pause=0.5), {"Retry-After": "86400"}) <= 0.5
+    assert seen == ["status 429, paused 0.5s (max_rate_limit_pause_s), asked 86400s"]
+
+
+async def test_a_cap_below_the_1s_default_applies_to_a_429_without_a_hint() -> None:
+    assert 0.0 < await limited_for(config(pause=0.25), {}) <= 0.25
