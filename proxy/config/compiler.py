@@ -79,6 +79,7 @@ class _Compiler(Reader):
             upstreams=MappingProxyType(upstreams),
             routes=MappingProxyType(routes),
             panic=defaults.panic,
+            max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
             secrets=tuple(self.secrets),
         )
 

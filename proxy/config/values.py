@@ -120,6 +120,9 @@ class Defaults:
     max_attempts: int = setting(3, lo=1)
     panic: bool = setting(True)
     """If every upstream of every tier is out of selection, try them anyway (Envoy's panic mode)."""
+    max_rate_limit_pause_s: float = setting(60.0, lo=0.0)
+    """Longest pause a 429's `Retry-After` (or reset header) can put on an upstream; one probe
+    request goes when the pause ends."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +133,9 @@ class Server:
     port: int = custom(8080, "listen")
     max_body_bytes: int = setting(64 * 2**20, "max_body_mb", lo=0.001, unit=2**20)
     """Request body cap: large enough for prompts with several base64 images."""
+    max_response_bytes: int = setting(128 * 2**20, "max_response_mb", lo=0.001, unit=2**20)
+    """Cap on a whole (non-stream) upstream answer, which is held in memory before it is sent;
+    generous enough for a large embeddings batch. Streams are relayed as they come, uncapped."""
     drain_timeout_s: float = setting(60.0)
     """On SIGTERM, how long in-flight requests and streams may run before they are ended."""
     workers: int = custom(1)
@@ -151,6 +157,8 @@ class Config:
     routes: Mapping[str, Route]
     panic: bool
     """If every upstream of every tier is out of selection, try them anyway (Envoy's panic mode)."""
+    max_rate_limit_pause_s: float = 60.0
+    """From [defaults]: the cap on a pause asked for by a 429."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

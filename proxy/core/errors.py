@@ -98,6 +98,14 @@ def exhausted(kind: FailureKind, status: int | None, retry_after_s: float | None
             code="upstream_auth_failed",
             should_retry=False,  # a wrong key stays wrong until the operator changes it
         )
+    if kind is FailureKind.RESPONSE_TOO_LARGE:
+        return GatewayError(
+            502,
+            "The upstream's answer is larger than the gateway's limit (max_response_mb).",
+            type_="server_error",
+            code="upstream_response_too_large",
+            should_retry=False,
+        )
     if kind is FailureKind.UPSTREAM_5XX and status == 503:
         return GatewayError(
             503,

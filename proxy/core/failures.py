@@ -15,6 +15,8 @@ class FailureKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     UPSTREAM_AUTH = "upstream_auth"
     """401/403 from the provider: the gateway's credential, never the client's fault."""
+    RESPONSE_TOO_LARGE = "response_too_large"
+    """A whole answer above `max_response_mb`: refused, not retried (another would be as large)."""
     CLIENT_ERROR = "client_error"
     """A 4xx the client caused: returned as is, never retried elsewhere."""
     STREAM_BROKEN = "stream_broken"

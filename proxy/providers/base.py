@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from proxy.config.values import Upstream
@@ -17,6 +17,19 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    max_response_bytes: int = 128 * 2**20
+    """A successful non-stream answer larger than this is refused (`[server] max_response_mb`)."""
+    progress: Progress | None = field(default=None, compare=False)
+    """For a stream: tells answer data from keep-alive comments, so the time-to-first-byte
+    deadline waits for data; None counts every byte."""
+
+
+class Progress(Protocol):
+    """Watches one stream's raw bytes for answer data (comments and keep-alives do not count)."""
+
+    def feed(self, data: bytes) -> bool:
+        """True when `data` carries part of an answer event."""
+        ...
 
 
 class StreamFilter(Protocol):
@@ -49,6 +62,10 @@ class Provider(Protocol):
 
     def usage(self, body: bytes) -> Usage | None:
         """Usage reported by a whole (non-streaming) answer."""
+        ...
+
+    def progress(self) -> Progress:
+        """A fresh watcher for one stream of this dialect (deadlines count data, not comments)."""
         ...
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:

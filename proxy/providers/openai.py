@@ -5,9 +5,10 @@ from __future__ import annotations
 from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
-from proxy.providers.base import StreamFilter, UpstreamRequest
+from proxy.providers.base import Progress, StreamFilter, UpstreamRequest
 from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
+from proxy.providers.sse_progress import DataProgress
 
 PATHS = {
     Endpoint.CHAT: "/chat/completions",
@@ -31,13 +32,22 @@ class OpenAI:
         headers = ex.forward_headers.copy()
         if up.credential:
             headers["Authorization"] = "Bearer " + up.credential
-        return UpstreamRequest(url, headers, self._body(up, ex))
+        return UpstreamRequest(
+            url,
+            headers,
+            self._body(up, ex),
+            ex.snap.server.max_response_bytes,
+            DataProgress() if ex.stream else None,
+        )
 
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
 
     def usage(self, body: bytes) -> Usage | None:
         return from_body(body)
+
+    def progress(self) -> Progress:
+        return DataProgress()
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()

@@ -10,6 +10,15 @@ from proxy.core.exchange import Peek
 
 def peek(body: bytes) -> Peek:
     """Validate that the body is a JSON object with a string `model`; read `stream`."""
+    return peek_body(body)[0]
+
+
+def peek_body(body: bytes) -> tuple[Peek, bytes]:
+    """The peek, and the body to forward: the client's bytes, or, when a routing key may be
+    given twice, the body re-encoded from what the gateway read (the last copy of each key).
+
+    Parsers disagree on which copy of a duplicated key wins; the upstream must act on the
+    `model` and `stream` the gateway routed on, not on another copy."""
     if not body:
         raise bad_request("The request body is empty; expected a JSON object.")
     try:
@@ -28,15 +37,28 @@ def peek(body: bytes) -> Peek:
         raise bad_request("`stream` must be a boolean.", "stream")
     options = data.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return Peek(
+    pk = Peek(
         model=model,
         stream=stream,
         include_usage=include_usage,
         has_stream_options=options is not None,
     )
+    return pk, orjson.dumps(data) if _may_repeat_a_routing_key(body, data) else body
 
 
 _MODEL_KEY = b'"model"'
+_STREAM_KEYS = b'"stream'
+"""The text of `"stream"` and of `"stream_options"`, counted in one pass."""
+
+
+def _may_repeat_a_routing_key(body: bytes, data: dict[str, object]) -> bool:
+    """False when the text of `"model"`, `"stream"` and `"stream_options"` appears no more
+    often than the parsed object has those keys (then none is duplicated); True leaves it open
+    (a duplicate, a nested key, or a string value that reads the same). Two passes over the
+    bytes, at memchr speed."""
+    if body.count(_MODEL_KEY) > 1:
+        return True
+    return body.count(_STREAM_KEYS) > ("stream" in data) + ("stream_options" in data)
 
 
 def rewrite_model(body: bytes, old: str, new: str) -> bytes:

@@ -18,6 +18,9 @@ from proxy.routing.stats import Transition
 
 DEFAULT_RATE_LIMIT_S = 1.0
 """Pause for an upstream that answered 429 without saying for how long."""
+_ASKED_CAP_S = 10.0 * 365 * 86400
+"""How long a 429 may ask for, as read (then capped by max_rate_limit_pause_s); a later date
+counts as this, so the log line still says it was out of range."""
 
 
 class Attempt:
@@ -29,7 +32,7 @@ class Attempt:
     attempt is used as a context manager by whoever relays its answer.
     """
 
-    __slots__ = ("_held", "_rng", "choice", "ex", "provider", "reply", "upstream")
+    __slots__ = ("_held", "_limit_probe", "_rng", "choice", "ex", "provider", "reply", "upstream")
 
     def __init__(
         self, ex: Exchange, choice: Choice, provider: Provider, rng: random.Random
@@ -44,7 +47,9 @@ class Attempt:
         ex.tried.append(up.name)
         ex.attempts += 1
         ex.upstream = up.name
-        choice.stats.acquire(time.monotonic())
+        now = time.monotonic()
+        choice.stats.acquire(now)
+        self._limit_probe = choice.stats.take_limit_probe(now)
         self._held = True
 
     def answered(self, reply: Reply) -> bool:
@@ -59,17 +64,23 @@ class Attempt:
             ex.ttfb_s = reply.ttfb_s
             st.record_ttfb(reply.ttfb_s, now)
             self._log(st.record_success(now), None)
+            self._limit_probe_done()
             return True
         if kind is FailureKind.CLIENT_ERROR:
             st.record_neutral()
             ex.failure = kind
+            self._limit_probe_done()
             return True
+        detail = f"status {reply.status}"
         if kind is FailureKind.RATE_LIMITED:
-            hint = backoff_hint_s(reply.headers, time.time())
-            delay = DEFAULT_RATE_LIMIT_S if hint is None else hint
+            asked = backoff_hint_s(reply.headers, time.time(), _ASKED_CAP_S)
+            cap = ex.snap.max_rate_limit_pause_s
+            delay = min(DEFAULT_RATE_LIMIT_S if asked is None else asked, cap)
             st.record_rate_limit(time.monotonic(), delay)
             ex.retry_after_s = delay if ex.retry_after_s is None else min(ex.retry_after_s, delay)
-        self.failed(kind, f"status {reply.status}", reply.status)
+            if asked is not None and asked > cap:
+                detail += f", paused {cap:g}s (max_rate_limit_pause_s), asked {asked:g}s"
+        self.failed(kind, detail, reply.status)
         return False
 
     def failed(self, kind: FailureKind, detail: str, status: int | None = None) -> None:
@@ -87,6 +98,9 @@ class Attempt:
     def abandon(self) -> None:
         """Cancelled (client gone, drain) or crashed while sending: no health signal."""
         self.choice.stats.record_neutral()
+        if self._limit_probe:
+            self._limit_probe = False
+            self.choice.stats.drop_limit_probe()
         self.end(close=True)
 
     def broke(self, kind: FailureKind) -> None:
@@ -97,6 +111,7 @@ class Attempt:
 
     def end(self, *, close: bool) -> None:
         """Release the stats and the reply (closing its connection if `close`); idempotent."""
+        self._limit_probe_done()
         if self._held:
             self._held = False
             self.choice.stats.release()
@@ -136,3 +151,10 @@ class Attempt:
         else:
             down = time.monotonic() - st.ejected_at
             logs.health(self.upstream.name, transition.value, down_s=round(down, 2))
+
+    def _limit_probe_done(self) -> None:
+        """The answer of the probe after a 429 pause has started (or it failed): selection may
+        use the upstream again, unless the answer was another 429."""
+        if self._limit_probe:
+            self._limit_probe = False
+            self.choice.stats.end_limit_probe(time.monotonic())

@@ -70,6 +70,16 @@ class Balancer:
                 return choice
         return None
 
+    def choose_again(self, route: Route, name: str, now: float) -> Choice | None:
+        """Upstream `name` of this route once more, if it is still in selection (not ejected,
+        not paused, not drained); used when no other candidate is left."""
+        for ti, tier in enumerate(route.tiers):
+            for m in tier.members:
+                if m.upstream.name == name:
+                    st = self.registry.get(m.upstream)
+                    return Choice(m, st, ti) if m.weight > 0 and st.available(now) else None
+        return None
+
     def choose_panic(self, route: Route, tried: Iterable[str], now: float) -> Choice | None:
         """Every upstream is out of selection: try an ejected one anyway, the soonest back first."""
         tried_set = set(tried)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from proxy.core.errors import GatewayError, exhausted, no_upstream, route_drained
@@ -9,7 +10,8 @@ from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
 from proxy.providers.catalog import PROVIDERS
 from proxy.routing.attempt import Attempt
-from proxy.routing.balancer import Balancer
+from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
+from proxy.routing.balancer import Balancer, Choice
 from proxy.routing.send import AttemptFailed, Send
 
 
@@ -26,6 +28,8 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             choice = balancer.choose_panic(route, ex.tried, now)
             panicking = choice is not None
         if choice is None:
+            choice = await _again(balancer, ex)
+        if choice is None:
             break
         tier = choice.tier_index
         up = choice.member.upstream
@@ -36,6 +40,8 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             reply = await send(request, choice.member.timeouts, stream=ex.stream)
         except AttemptFailed as exc:
             attempt.failed(exc.kind, exc.detail)
+            if exc.kind not in FAILOVER:
+                raise _final_error(ex) from None
             continue
         except BaseException:
             attempt.abandon()
@@ -51,9 +57,27 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     raise _final_error(ex)
 
 
+async def _again(balancer: Balancer, ex: Exchange) -> Choice | None:
+    """No other upstream is left: the one that just failed, again, after a short jittered
+    pause, when its failure may heal and the pause still fits the request's deadline (the
+    upstream's TTFB limit, counted from arrival)."""
+    route = ex.route
+    if route is None or not ex.tried or not may_retry_same(ex.failure, ex.upstream_status):
+        return None
+    name = ex.tried[-1]
+    choice = balancer.choose_again(route, name, time.monotonic())
+    if choice is None:
+        return None
+    delay = retry_delay_s(ex.attempts, balancer.rng)
+    if not fits_deadline(time.monotonic() - ex.started, delay, choice.member.timeouts.ttfb_s):
+        return None
+    await asyncio.sleep(delay)
+    return balancer.choose_again(route, name, time.monotonic())
+
+
 def _final_error(ex: Exchange) -> GatewayError:
     kind = ex.failure
     assert kind is not None
-    if kind not in FAILOVER:
+    if kind not in FAILOVER and kind is not FailureKind.RESPONSE_TOO_LARGE:
         kind = FailureKind.RESET
     return exhausted(kind, ex.upstream_status, ex.retry_after_s)

@@ -51,6 +51,8 @@ class UpstreamStats:
         "inflight",
         "last_ejection_s",
         "last_failure",
+        "limit_probe",
+        "limit_probing",
         "limited_until",
         "name",
         "probing",
@@ -74,6 +76,9 @@ class UpstreamStats:
         self.limited_until = 0.0
         self.last_failure: FailureKind | None = None
         self.last_ejection_s = 0.0
+        self.limit_probe = False
+        """A 429 pause is over (or running) and one request must see whether it ended."""
+        self.limit_probing = False
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -87,8 +92,8 @@ class UpstreamStats:
         return Health.PROBING if self.probing else Health.PROBE_PENDING
 
     def available(self, now: float) -> bool:
-        """In selection: not rate-limited, not ejected, and not waiting on its recovery probe."""
-        if self.limited_until > now:
+        """In selection: not rate-limited, not ejected, and not waiting on a recovery probe."""
+        if self.limited_until > now or self.limit_probing:
             return False
         return self.ejected_until == 0.0 or (self.ejected_until <= now and not self.probing)
 
@@ -115,6 +120,30 @@ class UpstreamStats:
             self.probing = True
             return True
         return False
+
+    def take_limit_probe(self, now: float) -> bool:
+        """After a 429 pause, the first attempt is its probe: True for that one, and until it
+        ends (`end_limit_probe`) the upstream stays out of selection."""
+        if self.limit_probe and not self.limit_probing and self.limited_until <= now:
+            self.limit_probing = True
+            return True
+        return False
+
+    def end_limit_probe(self, now: float) -> None:
+        """The probe is over: the pause ends, unless its answer was another 429."""
+        self.limit_probing = False
+        if self.limited_until <= now:
+            self.limit_probe = False
+
+    def drop_limit_probe(self) -> None:
+        """The probe went without an answer (client gone): the next attempt probes instead."""
+        self.limit_probing = False
+
+    def clear_pause(self) -> None:
+        """Forget a 429 pause (the upstream's definition changed on reload)."""
+        self.limited_until = 0.0
+        self.limit_probe = False
+        self.limit_probing = False
 
     def release(self) -> None:
         self.inflight -= 1
@@ -162,6 +191,7 @@ class UpstreamStats:
     def record_rate_limit(self, now: float, delay_s: float) -> None:
         """Keep the upstream out of selection for the time the provider asked; not a failure."""
         self.limited_until = max(self.limited_until, now + delay_s)
+        self.limit_probe = True
         self.probing = False
 
     def eject(self, now: float, rng: random.Random) -> None:
@@ -182,10 +212,12 @@ class UpstreamStats:
 class StatsRegistry:
     """All upstream stats of this process, keyed by upstream name; survives reloads."""
 
-    __slots__ = ("_by_name",)
+    __slots__ = ("_by_name", "_defined")
 
     def __init__(self) -> None:
         self._by_name: dict[str, UpstreamStats] = {}
+        self._defined: dict[str, Upstream] = {}
+        """The definition each upstream had at the last reconcile."""
 
     def get(self, up: Upstream) -> UpstreamStats:
         st = self._by_name.get(up.name)
@@ -197,14 +229,19 @@ class StatsRegistry:
     def reconcile(self, upstreams: Iterable[Upstream]) -> tuple[list[str], list[str]]:
         """Keep stats of unchanged upstreams, start fresh for new or changed ones.
 
-        Returns (kept, reset) upstream names.
+        Returns (kept, reset) upstream names. A kept upstream whose definition changed in any
+        other way (timeouts, ejection, options) loses its 429 pause: the operator changed it.
         """
         fresh: dict[str, UpstreamStats] = {}
         kept: list[str] = []
         reset: list[str] = []
+        defined: dict[str, Upstream] = {}
         for up in upstreams:
+            defined[up.name] = up
             old = self._by_name.get(up.name)
             if old is not None and old.fingerprint == up.fingerprint:
+                if self._defined.get(up.name, up) != up:
+                    old.clear_pause()
                 old.ejection = up.ejection
                 fresh[up.name] = old
                 kept.append(up.name)
@@ -212,4 +249,5 @@ class StatsRegistry:
                 fresh[up.name] = UpstreamStats(up.name, up.fingerprint, up.ejection)
                 reset.append(up.name)
         self._by_name = fresh
+        self._defined = defined
         return kept, reset

@@ -7,6 +7,7 @@ from aiohttp import web
 from proxy.config.values import Endpoint
 from proxy.core.errors import GatewayError
 from proxy.server.endpoints import healthz, model, models, readyz
+from proxy.server.expect import expect_continue
 from proxy.server.own import error_response, own
 from proxy.server.pipeline import proxy_handler
 from proxy.server.runtime import GATEWAY, Gateway
@@ -25,7 +26,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(client_max_size=2**62, handler_args={"max_field_size": 16384})
     app[GATEWAY] = gateway
     for path, endpoint in PROXIED.items():
-        app.router.add_post(path, proxy_handler(endpoint))
+        app.router.add_post(path, proxy_handler(endpoint), expect_handler=expect_continue)
     app.router.add_get("/v1/models", own(models, "models"))
     app.router.add_get("/v1/models/{model:.+}", own(model, "models"))
     app.router.add_get("/healthz", own(healthz, None, logged=False))

@@ -18,12 +18,12 @@ from proxy.core.errors import GatewayError, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
 from proxy.ops import access, logs
-from proxy.providers.openai_body import peek
+from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
-from proxy.transport.relay import STREAM_HEADERS, StreamRelay, end_code
+from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
 
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
@@ -102,8 +102,9 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
 
 async def receive(request: web.Request, ex: Exchange) -> None:
     """Read the body within the snapshot's cap, peek at what routing needs, find the route."""
-    ex.body = await _read_body(request, ex.snap.server.max_body_bytes)
-    ex.peek = pk = peek(ex.body)
+    # The body forwarded is the one the gateway understood (a duplicated key collapsed).
+    pk, ex.body = peek_body(await _read_body(request, ex.snap.server.max_body_bytes))
+    ex.peek = pk
     route = ex.snap.routes.get(pk.model)
     if route is None:
         raise model_not_found(pk.model)
@@ -147,7 +148,7 @@ async def respond(
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
         headers.update(passed_response_headers(reply.headers))
-        if not ex.stream or reply.status != 200:
+        if not ex.stream or reply.status != 200 or answered_whole(reply.headers):
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
             if reply.status < 300:
                 ex.usage = win.provider.usage(reply.first)
@@ -164,7 +165,7 @@ async def _relay(
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
     stream_filter = win.provider.stream(win.upstream, ex)
-    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter)
+    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter, win.provider.progress())
     gw.drain.streams.add(relay)
     try:
         await out.prepare(request)  # the commit point: no failover after this line

@@ -28,6 +28,11 @@ def config_diff(old: Config, new: Config) -> dict[str, list[str]]:
         for name, before, after in (
             ("server", old.server, new.server),
             ("panic", old.panic, new.panic),
+            (
+                "max_rate_limit_pause_s",
+                old.max_rate_limit_pause_s,
+                new.max_rate_limit_pause_s,
+            ),
         )
         if before != after
     ]

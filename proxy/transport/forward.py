@@ -12,11 +12,14 @@ from yarl import URL
 
 from proxy.config.values import Timeouts
 from proxy.core.failures import FailureKind
-from proxy.providers.base import UpstreamRequest
+from proxy.providers.base import Progress, UpstreamRequest
 from proxy.routing.send import AttemptFailed
+from proxy.transport.relay import answered_whole
 
 ERROR_BODY_LIMIT = 256 * 1024
 """Upstream error bodies are read up to this size (they are small JSON)."""
+COMMENT_LIMIT = 1 << 20
+"""Bytes of comments a stream may send before its first data event (held until it comes)."""
 
 
 class HTTPReply:
@@ -75,9 +78,10 @@ class HTTPSender:
     ) -> HTTPReply:
         """Send and wait, within the TTFB deadline, for the headers and the first body bytes.
 
-        For a stream the first chunk is read too, so a stream that dies before its first byte
-        can still fail over; a non-streaming body is read whole (idle deadline per read), an
-        error body up to ERROR_BODY_LIMIT.
+        For a stream the bytes up to its first data event are read too, so a stream that dies
+        (or only sends comments) before its first data can still fail over; a non-streaming body
+        (or a stream request answered with a non-SSE body) is read whole within the idle
+        deadline and `max_response_bytes`, an error body up to ERROR_BODY_LIMIT.
         """
         t = timeouts
         started = time.monotonic()
@@ -92,15 +96,16 @@ class HTTPSender:
                     timeout=client_timeout(t),
                 )
                 ok = resp.status < 300
-                if ok and stream:
-                    first = await resp.content.readany()
-                    if not first:
-                        raise AttemptFailed(FailureKind.RESET, "empty stream")
+                if ok and stream and not answered_whole(resp.headers):
+                    first = await _first_data(resp, request.progress)
                     return HTTPReply(resp, first, time.monotonic() - started)
                 ttfb_s = time.monotonic() - started
                 # One deadline object for the whole attempt: the body gets the idle allowance.
                 deadline.reschedule(asyncio.get_running_loop().time() + t.idle_s)
-                first = await resp.read() if ok else await resp.content.read(ERROR_BODY_LIMIT)
+                if ok:
+                    first = await _whole(resp, request.max_response_bytes)
+                else:
+                    first = await resp.content.read(ERROR_BODY_LIMIT)
             return HTTPReply(resp, first, ttfb_s)
         except AttemptFailed:
             _discard(resp)
@@ -122,6 +127,43 @@ class HTTPSender:
         except BaseException:
             _discard(resp)
             raise
+
+
+async def _first_data(resp: aiohttp.ClientResponse, progress: Progress | None) -> bytes:
+    """The stream's bytes up to and including its first data event (the commit point waits
+    for data: an upstream that only sends `: keepalive` comments must still fail over)."""
+    first = await resp.content.readany()
+    if not first:
+        raise AttemptFailed(FailureKind.RESET, "empty stream")
+    if progress is None or progress.feed(first):
+        return first
+    parts = [first]
+    size = len(first)
+    while True:
+        chunk = await resp.content.readany()
+        if not chunk:
+            raise AttemptFailed(FailureKind.RESET, "stream ended before its first data event")
+        parts.append(chunk)
+        size += len(chunk)
+        if progress.feed(chunk):
+            return b"".join(parts)
+        if size > COMMENT_LIMIT:
+            raise AttemptFailed(FailureKind.RESET, "stream sent only comments")
+
+
+async def _whole(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """A whole successful answer, refused as soon as it is known to pass `limit` bytes."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise AttemptFailed(FailureKind.RESPONSE_TOO_LARGE, f"{length} bytes announced")
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise AttemptFailed(FailureKind.RESPONSE_TOO_LARGE, f"more than {limit} bytes")
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _discard(resp: aiohttp.ClientResponse | None) -> None:

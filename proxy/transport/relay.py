@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import aiohttp
 from aiohttp import web
@@ -10,7 +11,7 @@ from aiohttp import web
 from proxy.config.values import Timeouts
 from proxy.core.errors import stream_error_event
 from proxy.core.failures import FailureKind
-from proxy.providers.base import StreamFilter
+from proxy.providers.base import Progress, StreamFilter
 from proxy.routing.send import Reply
 
 STREAM_HEADERS = {
@@ -18,6 +19,15 @@ STREAM_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+def answered_whole(headers: Mapping[str, str]) -> bool:
+    """A stream request answered with one JSON body (a server that ignores `stream`): it is
+    passed on whole with its own content type. Anything else is relayed as a stream, as
+    servers that label their events loosely are common."""
+    ctype = headers.get("Content-Type", "").lower()
+    return ctype.startswith("application/json") or "+json" in ctype.split(";", 1)[0]
+
 
 _END_MESSAGES = {
     FailureKind.STREAM_BROKEN: ("The upstream connection broke mid-stream.", "upstream_error"),
@@ -35,7 +45,9 @@ class StreamRelay:
     """One committed stream: upstream bytes out to the client, unchanged and unbuffered.
 
     Each chunk passes the provider's filter (usage observed; the chunk the gateway asked for
-    hidden). A watchdog timer (one per idle period, not one per chunk) ends a silent upstream;
+    hidden). A watchdog timer (one per idle period, not one per chunk) ends an upstream silent
+    for `idle_timeout_s`, where only data counts: comments (`: keepalive`) are forwarded but do
+    not keep a stream alive that sends nothing else;
     `abort` lets the drain end the stream. Either way the client gets an in-band error event
     and a clean end of the chunked body, never a silent truncation.
     """
@@ -47,13 +59,23 @@ class StreamRelay:
         "_idle_s",
         "_last",
         "_loop",
+        "_progress",
         "failure",
         "upstream",
     )
 
-    def __init__(self, upstream: Reply, timeouts: Timeouts, stream_filter: StreamFilter) -> None:
+    def __init__(
+        self,
+        upstream: Reply,
+        timeouts: Timeouts,
+        stream_filter: StreamFilter,
+        progress: Progress | None = None,
+    ) -> None:
         self.upstream = upstream
         self._filter = stream_filter
+        self._progress = progress
+        if progress is not None:
+            progress.feed(upstream.first)  # in step with what the sender already read
         self.failure: FailureKind | None = None
         self._loop = asyncio.get_running_loop()
         self._idle_s = timeouts.idle_s
@@ -76,6 +98,7 @@ class StreamRelay:
             if data:
                 await out.write(data)
             read = self.upstream.read
+            progress = self._progress
             while True:
                 try:
                     chunk = await read()
@@ -85,7 +108,8 @@ class StreamRelay:
                     break
                 if not chunk:
                     break
-                self._last = self._loop.time()
+                if progress is None or progress.feed(chunk):
+                    self._last = self._loop.time()
                 data = filt(chunk)
                 if data:
                     await out.write(data)

@@ -13,6 +13,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 SUBPACKAGES = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 PURE_PACKAGES = {"config", "core", "providers"}
 PURE_MODULES = {
+    "routing/backoff.py",
     "routing/balancer.py",
     "routing/retryafter.py",
     "routing/selector.py",

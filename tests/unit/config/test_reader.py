@@ -129,10 +129,11 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "total_timeout_s",
     }
     assert keys_of(Ejection) == {"consecutive_failures", "base_s", "max_s", "jitter"}
-    assert keys_of(Defaults) == {"max_attempts", "panic"}
+    assert keys_of(Defaults) == {"max_attempts", "panic", "max_rate_limit_pause_s"}
     assert keys_of(Server) == {
         "listen",
         "max_body_mb",
+        "max_response_mb",
         "drain_timeout_s",
         "workers",
         "access_log",
