@@ -77,6 +77,8 @@ class Exchange:
     reservation: object | None = None
     """What admission reserved (limits, budgets), owned by governance; settled exactly once."""
     cost_usd: float | None = None
+    out_tokens_guess: int = 0
+    """Output tokens counted from the answer's size, for when the provider reports none."""
     wall_started: float = 0.0
     """Epoch seconds at arrival: budget periods and the ledger's time."""
 

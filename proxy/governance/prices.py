@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.config.values import Price, Upstream
+from proxy.config.values import Config, Price, Upstream
 from proxy.core.exchange import Usage
 
 FREE = Price()
@@ -59,3 +59,27 @@ def estimate_cost(tokens_in: int, tokens_out: int, price: Price | None) -> float
     if price is None:
         return 0.0
     return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6
+
+
+class SnapshotPrices:
+    """Prices resolved once per config snapshot: by upstream, and each route's dearest (the
+    price a reservation assumes, since any upstream of the chain may answer)."""
+
+    __slots__ = ("by_route", "by_upstream", "unpriced")
+
+    def __init__(self, config: Config, table: Mapping[str, Price]) -> None:
+        self.by_upstream: dict[str, Price | None] = {
+            name: price_of(up, table) for name, up in config.upstreams.items()
+        }
+        self.unpriced = sorted(n for n, p in self.by_upstream.items() if p is None)
+        self.by_route: dict[str, Price | None] = {}
+        for name, route in config.routes.items():
+            prices = [
+                p
+                for tier in route.tiers
+                for m in tier.members
+                if (p := self.by_upstream.get(m.upstream.name)) is not None
+            ]
+            self.by_route[name] = (
+                max(prices, key=lambda p: p.input_per_mtok + p.output_per_mtok) if prices else None
+            )

@@ -19,6 +19,8 @@ from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
+from proxy.server.governance import open_governor
+from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
@@ -60,6 +62,8 @@ class GatewayServer:
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
         self.address = ""
+        self.governor, self.keys_path = open_governor(path, config)
+        self.key_reloader = KeyReloader(self.keys_path, self.governor)
 
     async def start(self) -> str:
         if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
@@ -72,7 +76,9 @@ class GatewayServer:
             balancer=self.balancer,
             send=HTTPSender(self.session),
             drain=self.drain,
+            governor=self.governor,
         )
+        await self.governor.restore()
         self.runner = web.AppRunner(
             build_app(gw),
             handler_cancellation=True,
@@ -106,6 +112,7 @@ class GatewayServer:
 
     def sighup(self) -> None:
         self.tasks.spawn(self.reloader.reload("SIGHUP"), name="reload-sighup")
+        self.tasks.spawn(self.key_reloader.reload("SIGHUP"), name="keys-reload-sighup")
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT, then drain. Returns the exit code."""
@@ -113,6 +120,7 @@ class GatewayServer:
         self.install_signals()
         if self.store.current.server.watch:
             self.tasks.spawn(self.reloader.watch(), name="config-watcher")
+            self.tasks.spawn(self.key_reloader.watch(), name="keys-watcher")
         snap = self.store.current
         logs.event(
             "ready",
@@ -146,6 +154,7 @@ class GatewayServer:
             await self.drain.wait_idle(FINAL_GRACE_S)
         await self.tasks.cancel_all(timeout_s=2.0)
         await self.runner.cleanup()
+        await self.governor.close()  # every request has settled: flush the ledger
         if self.session is not None:
             await self.session.close()
         self.notifier.close()
@@ -167,7 +176,13 @@ async def serve(path: Path, sock: socket.socket | None = None) -> int:
         return await Supervisor(path, config).run()
     if worker is not None:
         die_with_parent()
-    return await GatewayServer(path, config, text, sock).run()
+    try:
+        server = GatewayServer(path, config, text, sock)
+    except ConfigError as exc:
+        for line in exc.errors:
+            logs.error("config_invalid", error=line)
+        return 1
+    return await server.run()
 
 
 def die_with_parent() -> None:

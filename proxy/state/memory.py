@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from proxy.governance.limits import Limits
 from proxy.governance.periods import Period, period_end, period_id
+from proxy.governance.reservations import Ask, Counters, Crossing, Hold, Quota, Refusal
 from proxy.governance.windows import WINDOW_S, SlidingWindow, minute_of
-from proxy.state.base import Ask, Counters, Crossing, Hold, Quota, Refusal
 
 BUDGETS = (
     ("usd_per_day", Period.DAY),

@@ -42,6 +42,7 @@ class StreamRelay:
         "_idle_s",
         "_last",
         "_loop",
+        "events",
         "failure",
         "upstream",
     )
@@ -50,6 +51,8 @@ class StreamRelay:
         self.upstream = upstream
         self._filter = stream_filter
         self.failure: FailureKind | None = None
+        self.events = 0
+        """SSE events seen (about one token each): the output estimate when usage is missing."""
         self._loop = asyncio.get_running_loop()
         self._idle_s = timeouts.idle_s
         now = self._loop.time()
@@ -67,6 +70,7 @@ class StreamRelay:
         self._arm()
         filt = self._filter.chunk
         try:
+            self.events = self.upstream.first.count(b"data:")
             data = filt(self.upstream.first)
             if data:
                 await out.write(data)
@@ -81,6 +85,7 @@ class StreamRelay:
                 if not chunk:
                     break
                 self._last = self._loop.time()
+                self.events += chunk.count(b"data:")
                 data = filt(chunk)
                 if data:
                     await out.write(data)

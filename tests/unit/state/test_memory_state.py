@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from proxy.governance.limits import Limits
-from proxy.state.base import Ask, Claim, Hold, Refusal
+from proxy.governance.reservations import Ask, Claim, Hold, Refusal
 from proxy.state.memory import MemoryState
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC).timestamp()
