@@ -11,7 +11,10 @@ from pathlib import Path
 from proxy import __version__
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
+from proxy.governance.prices import SnapshotPrices
+from proxy.governance.pricetable import shipped
 from proxy.ops import logs
+from proxy.server import keyscli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         coro = fake_serve(ns.host, ns.port, ns.dialect, ns.name, behaviour_from_args(ns), ready)
         return _run(_forever(coro))
+    if ns.command == "keys":
+        return keyscli.run_keys(ns)
+    if ns.command == "usage":
+        return keyscli.run_usage(ns)
     if ns.command == "demo":
         from proxy.server.demo import run_demo
 
@@ -59,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p = sub.add_parser("demo", help="start fake providers and the gateway on the demo routing")
     p.add_argument("--config", default="gateway.toml")
+    keyscli.add_parsers(sub)
     return parser
 
 
@@ -94,6 +102,12 @@ def check(path: Path) -> int:
         print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     print(describe(config))
+    for name in SnapshotPrices(config, shipped()).unpriced:
+        print(
+            f"warning: upstreams.{name}: no price (its model is not in the shipped table); "
+            "costed 0 until it sets price = { input_per_mtok = ..., output_per_mtok = ... }",
+            file=sys.stderr,
+        )
     return 0
 
 
