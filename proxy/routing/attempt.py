@@ -12,6 +12,7 @@ from proxy.core.failures import PENALIZE, FailureKind
 from proxy.ops import logs
 from proxy.providers.base import Provider
 from proxy.routing.balancer import Choice
+from proxy.routing.capacity import limited
 from proxy.routing.retryafter import backoff_hint_s
 from proxy.routing.send import Reply
 from proxy.routing.stats import Transition
@@ -32,7 +33,12 @@ class Attempt:
     __slots__ = ("_held", "_rng", "choice", "ex", "provider", "reply", "upstream")
 
     def __init__(
-        self, ex: Exchange, choice: Choice, provider: Provider, rng: random.Random
+        self,
+        ex: Exchange,
+        choice: Choice,
+        provider: Provider,
+        rng: random.Random,
+        tokens: int = 0,
     ) -> None:
         up = choice.member.upstream
         self.ex = ex
@@ -44,7 +50,10 @@ class Attempt:
         ex.tried.append(up.name)
         ex.attempts += 1
         ex.upstream = up.name
-        choice.stats.acquire(time.monotonic())
+        now = time.monotonic()
+        choice.stats.acquire(now)
+        if limited(up):
+            choice.stats.capacity.spend(tokens, now)
         self._held = True
 
     def answered(self, reply: Reply) -> bool:
@@ -54,6 +63,8 @@ class Attempt:
         ex, st = self.ex, self.choice.stats
         ex.upstream_status = reply.status
         kind = self.provider.failure(reply.status)
+        if limited(self.upstream):
+            st.capacity.observe(reply.headers, time.monotonic())
         if kind is None:
             now = time.monotonic()
             ex.ttfb_s = reply.ttfb_s

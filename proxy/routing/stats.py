@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from proxy.config.values import Ejection, Upstream
+from proxy.routing.capacity import CapacityState
 
 EWMA_DECAY_S = 10.0
 """Time constant of the TTFB average: samples older than ~10 s weigh little (Finagle's default)."""
@@ -36,6 +37,7 @@ class UpstreamStats:
     """Mutable signals of one upstream; every method takes `now` (monotonic seconds)."""
 
     __slots__ = (
+        "capacity",
         "ejected_at",
         "ejected_until",
         "ejection",
@@ -67,6 +69,8 @@ class UpstreamStats:
         self.ejections = 0
         self.probing = False
         self.limited_until = 0.0
+        self.capacity = CapacityState()
+        """Provider limits (`rpm`, `tpm`): own use and reported remaining; for declared limits."""
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from aiohttp import http_parser, web
 
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
+from proxy.governance.pricetable import shipped
 from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
@@ -52,7 +53,7 @@ class GatewayServer:
             on_error=lambda name, exc: logs.error("task_failed", task=name, error=repr(exc))
         )
         self.store = ConfigStore(config)
-        self.balancer = Balancer(StatsRegistry(), random.Random())
+        self.balancer = Balancer(StatsRegistry(), random.Random(), shipped())
         self.balancer.adopt(config)
         self.reloader = Reloader(path, self.store, self.balancer, self.notifier)
         self.reloader.remember(text)
