@@ -14,7 +14,7 @@ async def test_cost_sends_to_the_cheapest_and_fails_over_to_the_next(
 ) -> None:
     cheap = await fakes("cheap")
     dear = await fakes("dear")
-    ups = {
+    ups: dict[str, object] = {
         "cheap": upstream(cheap, price={"input_per_mtok": 0.1, "output_per_mtok": 0.2}),
         "dear": upstream(dear, price={"input_per_mtok": 5.0, "output_per_mtok": 15.0}),
     }
@@ -38,7 +38,7 @@ async def test_capacity_spreads_by_headroom_then_answers_429(
 ) -> None:
     small = await fakes("small")
     big = await fakes("big")
-    ups = {"small": upstream(small, rpm=2), "big": upstream(big, rpm=3)}
+    ups: dict[str, object] = {"small": upstream(small, rpm=2), "big": upstream(big, rpm=3)}
     gw = await gateway(
         base_config(ups, {"chat": {"strategy": "capacity", "tiers": [{"small": 1, "big": 1}]}})
     )
@@ -66,7 +66,7 @@ async def test_capacity_follows_the_providers_remaining_headers(
         ),
     )
     b = await fakes("b")
-    ups = {"a": upstream(a, rpm=1000), "b": upstream(b, rpm=10)}
+    ups: dict[str, object] = {"a": upstream(a, rpm=1000), "b": upstream(b, rpm=10)}
     gw = await gateway(
         base_config(ups, {"chat": {"strategy": "capacity", "tiers": [{"a": 1, "b": 1}]}})
     )
