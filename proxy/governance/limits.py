@@ -64,8 +64,13 @@ class Key:
     disabled: bool = setting(False)
     limits: Limits
 
-    def usable(self, today: dt.date) -> bool:
-        return not self.disabled and (self.expires is None or today <= self.expires)
+    def usable(self, now: float) -> bool:
+        """Enabled and not expired at `now` (epoch seconds; the expiry day is the last good one)."""
+        if self.disabled:
+            return False
+        if self.expires is None:
+            return True
+        return dt.datetime.fromtimestamp(now, dt.UTC).date() <= self.expires
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

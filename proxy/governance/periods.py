@@ -41,5 +41,20 @@ def period_start(period: Period, now: float) -> float:
     return dt.datetime(t.year, t.month, day, tzinfo=dt.UTC).timestamp()
 
 
-def today(now: float) -> dt.date:
-    return dt.datetime.fromtimestamp(now, dt.UTC).date()
+class PeriodClock:
+    """The current (day, month, total) ids, recomputed only when a UTC day ends: the budget
+    check runs on every request and calendar arithmetic costs microseconds."""
+
+    __slots__ = ("_from", "_ids", "_until")
+
+    def __init__(self) -> None:
+        self._ids: tuple[str, str, str] = ("", "", "total")
+        self._until = -1.0
+        self._from = 0.0
+
+    def ids(self, now: float) -> tuple[str, str, str]:
+        if not self._from <= now < self._until:
+            self._ids = (period_id(Period.DAY, now), period_id(Period.MONTH, now), "total")
+            self._from = period_start(Period.DAY, now)
+            self._until = period_end(Period.DAY, now) or 0.0
+        return self._ids

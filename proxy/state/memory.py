@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from proxy.governance.limits import Limits
-from proxy.governance.periods import Period, period_end, period_id
+from proxy.governance.periods import Period, PeriodClock, period_end
 from proxy.governance.reservations import Ask, Counters, Crossing, Hold, Quota, Refusal
 from proxy.governance.windows import WINDOW_S, SlidingWindow, minute_of
 
@@ -33,6 +33,7 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._scopes: dict[str, _Scope] = {}
+        self._clock = PeriodClock()
 
     def _scope(self, name: str) -> _Scope:
         s = self._scopes.get(name)
@@ -41,7 +42,7 @@ class MemoryState:
         return s
 
     async def reserve(self, ask: Ask, now: float) -> Hold | Refusal:
-        periods = tuple(period_id(p, now) for _, p in BUDGETS)
+        periods = self._clock.ids(now)
         for claim in ask.claims:
             refusal = _check(self._scope(claim.scope), claim.scope, claim.limits, ask, now, periods)
             if refusal is not None:

@@ -29,3 +29,12 @@ def test_presented_key_from_either_sdk() -> None:
     assert presented_key({"authorization": "Basic abc"}) is None
     assert presented_key({"authorization": "Bearer "}) is None
     assert presented_key({}) is None
+
+
+def test_virtual_keys_are_scrubbed_from_library_log_records() -> None:
+    from proxy.ops.logs import Redactor
+
+    key = new_key()
+    text = Redactor().scrub(f"bad header line: X-Custom: {key} and token={key}")
+    assert key not in text
+    assert "[redacted]" in text

@@ -33,7 +33,7 @@ def test_rotate_disable_remove(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert hash_key(table.salt, old) not in table.by_hash
     assert hash_key(table.salt, new) in table.by_hash
     set_disabled(data, "bob", True)
-    assert not compile_keys(data).by_hash[hash_key(table.salt, new)].usable(dt.date(2026, 1, 1))
+    assert not compile_keys(data).by_hash[hash_key(table.salt, new)].usable(1.7e9)
     remove_key(data, "bob")
     assert not compile_keys(data).by_hash
     with pytest.raises(ConfigError):
@@ -44,8 +44,9 @@ def test_expiry_is_inclusive(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = read_raw(tmp_path / "keys.toml")
     add_key(data, "c", {"expires": dt.date(2026, 12, 3)})
     (key,) = compile_keys(data).by_hash.values()
-    assert key.usable(dt.date(2026, 12, 3))
-    assert not key.usable(dt.date(2026, 12, 4))
+    last_second = dt.datetime(2026, 12, 3, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+    assert key.usable(last_second)
+    assert not key.usable(last_second + 1)
 
 
 def test_errors_name_their_path() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from proxy.governance.periods import Period, period_end, period_id, period_start
+from proxy.governance.periods import Period, PeriodClock, period_end, period_id, period_start
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> float:
@@ -37,3 +37,14 @@ def test_year_end_and_month_start() -> None:
 def test_total_never_resets() -> None:
     assert period_id(Period.TOTAL, ts(2026, 1, 1)) == "total"
     assert period_end(Period.TOTAL, ts(2026, 1, 1)) is None
+
+
+def test_the_period_clock_turns_at_midnight_utc() -> None:
+    clock = PeriodClock()
+    assert clock.ids(ts(2028, 2, 29, 23, 59, 59)) == ("2028-02-29", "2028-02", "total")
+    assert clock.ids(ts(2028, 3, 1)) == ("2028-03-01", "2028-03", "total")
+    assert clock.ids(ts(2028, 2, 29, 12)) == (
+        "2028-02-29",
+        "2028-02",
+        "total",
+    )  # clock stepped back
