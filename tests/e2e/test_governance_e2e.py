@@ -63,6 +63,7 @@ async def test_both_sdks_see_openai_shaped_401_and_403(
         config_dict(
             {"a": upstream_entry(fake, "m")},
             {"chat": {"tiers": [{"a": 1}]}, "secret-route": {"tiers": [{"a": 1}]}},
+            watch=True,
         ),
     )
     key = new_key(path, "app", "--routes", "chat")
@@ -98,6 +99,21 @@ async def test_both_sdks_see_openai_shaped_401_and_403(
                 assert isinstance(r, dict)
                 assert r["choices"]
     assert len(fake.requests) == 2
+    # `gateway keys disable` on the file: the running gateway refuses the key within a second.
+    cli(path, "keys", "disable", "app")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    status = 200
+    async with aiohttp.ClientSession() as s:
+        while status == 200 and loop.time() < deadline:
+            async with s.post(
+                f"{base}/chat/completions",
+                data=chat_body("chat", stream=False),
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r:
+                status = r.status
+            await asyncio.sleep(0.05)
+    assert status == 401
     out = gw.output()
     assert key not in out
     assert '"key":"app"' in out
@@ -138,10 +154,16 @@ async def test_sigterm_settles_every_stream_in_the_ledger_and_restart_keeps_spen
     assert await gw.wait_exit(15) == 0
     assert [await t for t in tasks] == [200] * 5
     conn = sqlite3.connect(tmp_path / "usage.db")
-    rows = conn.execute("SELECT key, status, tokens_out, cost_usd FROM requests").fetchall()
+    rows = conn.execute(
+        "SELECT key, status, tokens_out, cost_usd, estimated FROM requests"
+    ).fetchall()
     conn.close()
     assert len(rows) == 5
-    assert all(k == "app" and status == 200 and out > 0 and usd > 0 for k, status, out, usd in rows)
+    # Cut by the drain before the usage chunk: tokens counted by the gateway, and flagged.
+    assert all(
+        k == "app" and status == 200 and out > 0 and usd > 0 and est == 1
+        for k, status, out, usd, est in rows
+    )
     report = orjson.loads(cli(path, "usage", "--by", "key", "--json"))
     assert report[0]["key"] == "app"
     assert report[0]["requests"] == 5

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import orjson
 from conftest import FakeFactory, GatewayFactory, base_config, upstream
 from multidict import CIMultiDict
@@ -210,3 +211,42 @@ async def test_ledger_rows_and_spend_survive_a_restart(
     status, _, body = await chat(again.url, keys["k"])
     assert status == 429
     assert error_of(body)["code"] == "budget_exceeded"
+
+
+async def test_soft_budget_threshold_calls_the_webhook_once_per_period(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    from aiohttp import web
+
+    got: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        a = await fakes("a", default=Behaviour(chunks=1))
+        keys = make_keys(tmp_path, k={"usd_per_day": 10.0, "soft_pct": 50.0})
+        cfg = config_for(upstream(a, price=DEAR), budget_webhook=f"http://127.0.0.1:{port}/hook")
+        gw = await gateway(cfg)
+        for _ in range(8):  # 1 USD each: the threshold (5 USD) is passed at the fifth
+            assert (await chat(gw.url, keys["k"]))[0] == 200
+        for _ in range(50):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert len(got) == 1
+        assert got[0]["event"] == "budget_soft_limit"
+        assert got[0]["scope"] == "key:k"
+        assert got[0]["budget"] == "usd_per_day"
+        assert got[0]["spent_usd"] == pytest.approx(5.0)
+    finally:
+        await runner.cleanup()
