@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import orjson
+import pytest
 from conftest import FakeFactory, GatewayFactory, base_config, upstream
 from multidict import CIMultiDict
 
