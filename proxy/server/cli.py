@@ -11,6 +11,7 @@ from pathlib import Path
 from proxy import __version__
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
+from proxy.governance import keyfile
 from proxy.governance.prices import SnapshotPrices
 from proxy.governance.pricetable import shipped
 from proxy.ops import logs
@@ -102,6 +103,17 @@ def check(path: Path) -> int:
         print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     print(describe(config))
+    keys_path = keyfile.keys_path(path, config.server.keys_file)
+    try:
+        table = keyfile.load(keys_path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{keys_path}: {line}", file=sys.stderr)
+        return 1
+    if table is None:
+        print(f"warning: no keys file at {keys_path}: the gateway is open", file=sys.stderr)
+    else:
+        print(f"\nkeys: {len(table.by_hash)} keys, {len(table.teams)} teams ({keys_path})")
     for name in SnapshotPrices(config, shipped()).unpriced:
         print(
             f"warning: upstreams.{name}: no price (its model is not in the shipped table); "
