@@ -99,7 +99,9 @@ class Governor:
         """Exactly once per request: real usage and cost into limits, budgets and the ledger."""
         usage = ex.usage
         answered = ex.upstream_status is not None and ex.upstream_status < 400
-        if usage is None and answered and ex.status == 200:
+        # A stream the client left is still billed by the provider for what it generated.
+        streamed = ex.status == 499 and ex.out_tokens_guess > 0
+        if usage is None and answered and (ex.status == 200 or streamed):
             usage = Usage(
                 tokens_in=tokens_of(len(ex.body)), tokens_out=ex.out_tokens_guess, estimated=True
             )

@@ -250,3 +250,40 @@ async def test_soft_budget_threshold_calls_the_webhook_once_per_period(
         assert got[0]["spent_usd"] == pytest.approx(5.0)
     finally:
         await runner.cleanup()
+
+
+async def test_a_client_that_leaves_mid_stream_pays_for_what_was_streamed(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=40, chunk_delay_s=0.05))
+    keys = make_keys(tmp_path, k={"usd_total": 1000.0})
+    gw = await gateway(config_for(upstream(a, price=DEAR), ledger="usage.db"))
+    body = {
+        "model": "chat",
+        "max_tokens": 1,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            gw.url + "/v1/chat/completions",
+            data=orjson.dumps(body),
+            headers={"Authorization": f"Bearer {keys['k']}"},
+        ) as r,
+    ):
+        assert r.status == 200
+        await r.content.readuntil(b"\n\n")
+        await r.content.readuntil(b"\n\n")
+    for _ in range(100):
+        counters = await gw.server.governor.state.counters("key:k", __import__("time").time())
+        if counters.parallel == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert counters.parallel == 0
+    assert 1.0 <= counters.usd["total"] < 40.0
+    await gw.server.shutdown()
+    conn = sqlite3.connect(tmp_path / "usage.db")
+    ((status, estimated),) = conn.execute("SELECT status, estimated FROM requests").fetchall()
+    conn.close()
+    assert (status, estimated) == (499, 1)

@@ -21,6 +21,7 @@ PURE_MODULES = {
     "governance/prices.py",
     "governance/windows.py",
     "routing/balancer.py",
+    "routing/capacity.py",
     "routing/retryafter.py",
     "routing/selector.py",
     "routing/send.py",
