@@ -275,8 +275,10 @@ async def test_a_client_that_leaves_mid_stream_pays_for_what_was_streamed(
         assert r.status == 200
         await r.content.readuntil(b"\n\n")
         await r.content.readuntil(b"\n\n")
+    state = gw.server.governor.state
+    counters = await state.counters("key:k", __import__("time").time())
     for _ in range(100):
-        counters = await gw.server.governor.state.counters("key:k", __import__("time").time())
+        counters = await state.counters("key:k", __import__("time").time())
         if counters.parallel == 0:
             break
         await asyncio.sleep(0.02)
