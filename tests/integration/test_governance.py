@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ async def test_tpm_counts_real_usage_and_team_limits_apply(
     status, _, body = await chat(gw.url, keys["k1"])
     assert status == 429
     assert "team t" in error_of(body)["message"]
-    counters = await gw.server.governor.state.counters("team:t", __import__("time").time())
+    counters = await gw.server.governor.state.counters("team:t", time.time())
     assert counters.parallel == 0
     assert counters.tokens_1m > 0
 
@@ -157,7 +158,7 @@ async def test_failed_requests_are_refunded(
     gw = await gateway(cfg)
     for _ in range(3):
         assert (await chat(gw.url, keys["k"]))[0] == 502
-    counters = await gw.server.governor.state.counters("key:k", __import__("time").time())
+    counters = await gw.server.governor.state.counters("key:k", time.time())
     assert counters.usd["total"] == 0
     assert counters.parallel == 0
 
@@ -276,9 +277,9 @@ async def test_a_client_that_leaves_mid_stream_pays_for_what_was_streamed(
         await r.content.readuntil(b"\n\n")
         await r.content.readuntil(b"\n\n")
     state = gw.server.governor.state
-    counters = await state.counters("key:k", __import__("time").time())
+    counters = await state.counters("key:k", time.time())
     for _ in range(100):
-        counters = await state.counters("key:k", __import__("time").time())
+        counters = await state.counters("key:k", time.time())
         if counters.parallel == 0:
             break
         await asyncio.sleep(0.02)
