@@ -7,15 +7,23 @@ import time
 import orjson
 from aiohttp import web
 
+from proxy.core.errors import GatewayError
 from proxy.server.runtime import GATEWAY
 
 
 async def models(request: web.Request) -> web.Response:
-    snap = request.app[GATEWAY].store.current
+    """The routes, as OpenAI's model list; with keys, only those the caller's key may use."""
+    gw = request.app[GATEWAY]
+    snap = gw.store.current
     created = int(time.time())
+    try:
+        key = gw.governor.key_of(request.headers, time.time())
+    except GatewayError as exc:
+        return web.Response(status=exc.status, body=exc.body(), headers=exc.headers())
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
         for name in snap.routes
+        if key is None or key.routes is None or name in key.routes
     ]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -51,17 +52,23 @@ class Governor:
 
     def authenticate(self, ex: Exchange) -> Key | None:
         """Who is calling: None when the gateway is open; 401 for a bad or missing key."""
+        key = self.key_of(ex.client_headers, ex.wall_started)
+        if key is not None:
+            ex.key_name = key.name
+            ex.team = key.team
+        return key
+
+    def key_of(self, headers: Mapping[str, str], now: float) -> Key | None:
+        """The usable key the headers present (one hash, one dict lookup); None when open."""
         table = self.keys
         if table is None:
             return None
-        secret = presented_key(ex.client_headers)
+        secret = presented_key(headers)
         if secret is None:
             raise denials.unauthorized(missing=True)
         key = table.by_hash.get(hash_key(table.salt, secret))
-        if key is None or not key.usable(ex.wall_started):
+        if key is None or not key.usable(now):
             raise denials.unauthorized(missing=False)
-        ex.key_name = key.name
-        ex.team = key.team
         return key
 
     async def admit(self, ex: Exchange, key: Key | None) -> None:

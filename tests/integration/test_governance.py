@@ -290,3 +290,20 @@ async def test_a_client_that_leaves_mid_stream_pays_for_what_was_streamed(
     ((status, estimated),) = conn.execute("SELECT status, estimated FROM requests").fetchall()
     conn.close()
     assert (status, estimated) == (499, 1)
+
+
+async def test_the_model_list_needs_a_key_and_shows_only_its_routes(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    keys = make_keys(tmp_path, narrow={"routes": ["chat"]}, wide={})
+    gw = await gateway(config_for(upstream(a)))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.url + "/v1/models") as r:
+            assert r.status == 401
+            assert error_of(await r.read())["code"] == "invalid_api_key"
+        for name, expected in (("narrow", ["chat"]), ("wide", ["chat", "other"])):
+            headers = {"Authorization": f"Bearer {keys[name]}"}
+            async with s.get(gw.url + "/v1/models", headers=headers) as r:
+                assert r.status == 200
+                assert sorted(m["id"] for m in (await r.json())["data"]) == expected
