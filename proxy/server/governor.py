@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +38,8 @@ class Governor:
         self.state: LimitState = state if state is not None else MemoryState()
         self.ledger = ledger
         self.webhook: str | None = None
+        self.clock: Callable[[], float] = time.time
+        """Wall-clock seconds for limit windows and budget periods (a test can turn it)."""
         self._snap: Config | None = None
         self._prices: SnapshotPrices | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -91,7 +93,8 @@ class Governor:
         tokens_in = tokens_of(len(ex.body))
         tokens_out = ex.peek.max_tokens or ex.snap.reserve_max_tokens
         usd = estimate_cost(tokens_in, tokens_out, self.prices(ex.snap).by_route.get(route.name))
-        got = await self.state.reserve(Ask(tuple(claims), tokens_in + tokens_out, usd), time.time())
+        ask = Ask(tuple(claims), tokens_in + tokens_out, usd)
+        got = await self.state.reserve(ask, self.clock())
         if not isinstance(got, Hold):
             label = f"key {key.name}" if got.scope.startswith("key:") else f"team {key.team}"
             raise denials.refused(got, label)
@@ -117,7 +120,7 @@ class Governor:
         hold = ex.reservation
         if isinstance(hold, Hold):
             ex.reservation = None
-            now = time.time()
+            now = self.clock()
             if usage is None:
                 await self.state.refund(hold, now)
             else:

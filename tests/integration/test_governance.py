@@ -307,3 +307,29 @@ async def test_the_model_list_needs_a_key_and_shows_only_its_routes(
             async with s.get(gw.url + "/v1/models", headers=headers) as r:
                 assert r.status == 200
                 assert sorted(m["id"] for m in (await r.json())["data"]) == expected
+
+
+async def test_rpm_and_tpm_over_time_with_a_turned_clock(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=5, prompt_tokens=10))
+    keys = make_keys(tmp_path, r={"rpm": 2}, t={"tpm": 100})
+    gw = await gateway(config_for(upstream(a)))
+    now = [1_800_000_000.0 - 1_800_000_000.0 % 60]  # the start of a minute
+    gw.server.governor.clock = lambda: now[0]
+    assert [(await chat(gw.url, keys["r"]))[0] for _ in range(3)] == [200, 200, 429]
+    now[0] += 90  # half into the next minute: the two still weigh 2 x (1 - 30/60) = 1
+    assert [(await chat(gw.url, keys["r"]))[0] for _ in range(2)] == [200, 429]
+    now[0] += 61
+    assert (await chat(gw.url, keys["r"]))[0] == 200
+    # tpm: each request reserves its prompt estimate + max_tokens 40, then settles to the
+    # real 10 + 5 tokens, so more requests fit than the reservations alone would admit.
+    big = {"model": "chat", "max_tokens": 40, "messages": [{"role": "user", "content": "x"}]}
+    got = [(await chat(gw.url, keys["t"], big))[0] for _ in range(7)]
+    assert got == [200, 200, 200, 429, 429, 429, 429]  # without the correction: 1 x 200
+    assert got[-1] == 429
+    status, headers, _ = await chat(gw.url, keys["t"], big)
+    assert status == 429
+    assert headers["x-ratelimit-limit-tokens"] == "100"
+    now[0] += 120
+    assert (await chat(gw.url, keys["t"], big))[0] == 200
