@@ -12,7 +12,7 @@ import aiohttp
 from proxy.config.values import Config
 from proxy.core.exchange import Exchange, Usage
 from proxy.governance import denials
-from proxy.governance.estimate import tokens_of
+from proxy.governance.estimate import request_tokens, tokens_of
 from proxy.governance.keyhash import hash_key, presented_key
 from proxy.governance.ledger import Ledger, Row, connect
 from proxy.governance.ledgerquery import spent
@@ -21,6 +21,7 @@ from proxy.governance.prices import SnapshotPrices, cost, estimate_cost
 from proxy.governance.pricetable import shipped
 from proxy.governance.reservations import Ask, Claim, Crossing, Hold
 from proxy.ops import logs
+from proxy.routing.stats import StatsRegistry
 from proxy.state.base import LimitState
 from proxy.state.memory import MemoryState
 
@@ -38,6 +39,8 @@ class Governor:
         self.state: LimitState = state if state is not None else MemoryState()
         self.ledger = ledger
         self.webhook: str | None = None
+        self.registry: StatsRegistry | None = None
+        """Upstream stats, to correct capacity (provider tpm) use with real usage."""
         self.clock: Callable[[], float] = time.time
         """Wall-clock seconds for limit windows and budget periods (a test can turn it)."""
         self._snap: Config | None = None
@@ -117,6 +120,8 @@ class Governor:
             )
             ex.usage = usage
         ex.cost_usd = usd = self.cost_of(ex, usage)
+        if usage is not None and self.registry is not None:
+            self._correct_capacity(ex, usage)
         hold = ex.reservation
         if isinstance(hold, Hold):
             ex.reservation = None
@@ -131,6 +136,16 @@ class Governor:
                     self._soft_limit(c)
         if self.ledger is not None:
             self.ledger.add(_row(ex, usage, usd))
+
+    def _correct_capacity(self, ex: Exchange, usage: Usage) -> None:
+        """The answering upstream's provider-tpm use: the estimate counted at the attempt,
+        replaced by the real tokens."""
+        up = ex.snap.upstreams.get(ex.upstream or "")
+        if up is None or up.tpm is None or self.registry is None:
+            return
+        estimate = sum(request_tokens(ex))
+        real = usage.tokens_in + usage.tokens_out
+        self.registry.get(up).capacity.tokens.add(real - estimate, time.monotonic())
 
     def _soft_limit(self, c: Crossing) -> None:
         fields = {

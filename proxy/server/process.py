@@ -64,6 +64,7 @@ class GatewayServer:
         self.session: aiohttp.ClientSession | None = None
         self.address = ""
         self.governor, self.keys_path = open_governor(path, config)
+        self.governor.registry = self.balancer.registry
         self.key_reloader = KeyReloader(self.keys_path, self.governor)
 
     async def start(self) -> str:

@@ -77,3 +77,16 @@ async def test_capacity_follows_the_providers_remaining_headers(
         assert status == 200
         assert headers["x-gateway-upstream"] == "b"  # a said it has nothing left
     assert len(a.requests) == 1
+
+
+async def test_capacity_tpm_counts_real_usage_not_the_reservation(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=5, prompt_tokens=10))
+    ups: dict[str, object] = {"a": upstream(a, tpm=100)}
+    gw = await gateway(base_config(ups, {"chat": {"strategy": "capacity", "tiers": [{"a": 1}]}}))
+    body = {"model": "chat", "max_tokens": 40, "messages": HI}
+    got = [(await post_chat(gw.url, body))[0] for _ in range(5)]
+    # Each reserves ~60 tokens at the attempt and settles to the real 15: three fit, not one.
+    assert got == [200, 200, 200, 429, 429]
+    assert len(a.requests) == 3
