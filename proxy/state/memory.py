@@ -69,12 +69,10 @@ class MemoryState:
             for (budget, _), pid in zip(BUDGETS, hold.periods, strict=True):
                 spent = s.spent[pid] = max(0.0, s.spent.get(pid, 0.0) + usd - hold.ask.usd)
                 limit = getattr(claim.limits, budget)
+                if limit is None or spent < limit * claim.limits.soft_pct / 100:
+                    continue
                 mark = f"{budget}:{pid}"
-                if (
-                    limit is not None
-                    and spent >= limit * claim.limits.soft_pct / 100
-                    and mark not in s.soft_sent
-                ):
+                if mark not in s.soft_sent:
                     s.soft_sent.add(mark)
                     crossings.append(Crossing(claim.scope, budget, pid, spent, limit))
         return crossings
