@@ -8,6 +8,7 @@ from pathlib import Path
 from proxy.config.values import Config, ConfigError
 from proxy.governance import keyfile
 from proxy.governance.ledger import Ledger
+from proxy.governance.limits import KeyTable
 from proxy.ops import logs
 from proxy.server.governor import Governor
 from proxy.state.memory import MemoryState
@@ -20,15 +21,21 @@ def ledger_path(config_path: Path, config: Config) -> Path | None:
     return p if p.is_absolute() else config_path.parent / p
 
 
-def open_governor(config_path: Path, config: Config) -> tuple[Governor, Path]:
-    """The governor with the keys file loaded; raise ConfigError for a broken keys file, or for
-    none at all when `require_keys` is set."""
+def load_keys(config_path: Path, config: Config) -> tuple[KeyTable | None, Path]:
+    """The compiled keys file (None: open); ConfigError for a broken file, or for none at all
+    when `require_keys` is set. Also checked by a supervisor before it starts workers."""
     keys_path = keyfile.keys_path(config_path, config.server.keys_file)
     table = keyfile.load(keys_path)
+    if table is None and config.server.require_keys:
+        hint = "create one with `gateway keys new`"
+        raise ConfigError([f"server.require_keys: no keys file at {keys_path} ({hint})"])
+    return table, keys_path
+
+
+def open_governor(config_path: Path, config: Config) -> tuple[Governor, Path]:
+    """The governor with the keys file loaded, the ledger open and the prices at hand."""
+    table, keys_path = load_keys(config_path, config)
     if table is None:
-        if config.server.require_keys:
-            hint = "create one with `gateway keys new`"
-            raise ConfigError([f"server.require_keys: no keys file at {keys_path} ({hint})"])
         logs.warning(
             "gateway_open",
             message="NO KEYS FILE: anyone who reaches the port can use every route; "

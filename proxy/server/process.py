@@ -20,7 +20,7 @@ from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
-from proxy.server.governance import open_governor
+from proxy.server.governance import load_keys, open_governor
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -175,6 +175,12 @@ async def serve(path: Path, sock: socket.socket | None = None) -> int:
     worker = os.environ.get(WORKER_ENV)
     logs.configure(config.server.log_level, config.secrets, worker=worker)
     if worker is None and config.server.workers > 1 and sock is None:
+        try:
+            load_keys(path, config)  # a broken keys file must not become a worker crash loop
+        except ConfigError as exc:
+            for line in exc.errors:
+                logs.error("config_invalid", error=line)
+            return 1
         return await Supervisor(path, config).run()
     if worker is not None:
         die_with_parent()

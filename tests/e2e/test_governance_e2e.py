@@ -180,3 +180,23 @@ async def test_sigterm_settles_every_stream_in_the_ledger_and_restart_keeps_spen
         assert r.status == 429
         assert r.headers["x-should-retry"] == "false"
         assert (await r.json())["error"]["code"] == "budget_exceeded"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_require_keys_without_a_keys_file_exits_1(
+    tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter, workers: int
+) -> None:
+    fake = await fake_upstreams("a")
+    path = tmp_path / "gateway.toml"
+    write_config(
+        path,
+        config_dict(
+            {"a": upstream_entry(fake, "m")},
+            {"chat": {"tiers": [{"a": 1}]}},
+            require_keys=True,
+            workers=workers,
+        ),
+    )
+    gw = spawn_gateway(path)
+    assert await gw.wait_exit(20) == 1
+    assert "server.require_keys" in gw.output()

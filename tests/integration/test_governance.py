@@ -333,3 +333,16 @@ async def test_rpm_and_tpm_over_time_with_a_turned_clock(
     assert headers["x-ratelimit-limit-tokens"] == "100"
     now[0] += 120
     assert (await chat(gw.url, keys["t"], big))[0] == 200
+
+
+async def test_require_keys_refuses_to_start_open_and_a_broken_keys_file_is_refused(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    from proxy.config.values import ConfigError
+
+    a = await fakes("a")
+    with pytest.raises(ConfigError, match="require_keys"):
+        await gateway(config_for(upstream(a), require_keys=True))
+    (tmp_path / "keys.toml").write_text('salt = "0123456789abcdef"\n[keys.x]\nhash = "nope"\n')
+    with pytest.raises(ConfigError, match=r"keys\.x\.hash"):
+        await gateway(config_for(upstream(a)))
