@@ -68,7 +68,10 @@ class Ledger:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.written = 0
+        self.dropped = 0
+        """Rows lost after every retry failed (disk full, a file that cannot be written)."""
         self.error: str | None = None
+        """The latest write error, until someone reports it (`take_error`)."""
 
     def start(self) -> None:
         connect(self.path).close()  # fail at start, not on the first request
@@ -86,8 +89,17 @@ class Ledger:
         self._thread.join(timeout_s)
         self._thread = None
 
+    def take_error(self) -> tuple[str, int] | None:
+        """The latest write error and the rows dropped so far, once (for a log line)."""
+        error, self.error = self.error, None
+        return None if error is None else (error, self.dropped)
+
     def _run(self) -> None:
-        conn = connect(self.path)
+        try:
+            conn = connect(self.path)
+        except sqlite3.Error as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
         try:
             stop = False
             while not stop:
@@ -124,3 +136,4 @@ class Ledger:
             except sqlite3.Error as exc:  # disk full, locked by a long reader: retry, then say so
                 self.error = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.2 * (attempt + 1))
+        self.dropped += len(batch)

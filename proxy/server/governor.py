@@ -134,8 +134,11 @@ class Governor:
                 )
                 for c in crossed:
                     self._soft_limit(c)
-        if self.ledger is not None:
-            self.ledger.add(_row(ex, usage, usd))
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.add(_row(ex, usage, usd))
+            if ledger.error is not None:
+                self._ledger_failed(ledger)
 
     def _correct_capacity(self, ex: Exchange, usage: Usage) -> None:
         """The answering upstream's provider-tpm use: the estimate counted at the attempt,
@@ -171,6 +174,11 @@ class Governor:
         except (aiohttp.ClientError, TimeoutError) as exc:
             logs.warning("budget_webhook_failed", error=type(exc).__name__)
 
+    def _ledger_failed(self, ledger: Ledger) -> None:
+        taken = ledger.take_error()
+        if taken is not None:
+            logs.error("ledger_write_failed", error=taken[0], rows_dropped=taken[1])
+
     async def restore(self) -> None:
         """Spending so far this day, month and ever, from the ledger: a restart resets nothing."""
         if self.ledger is None:
@@ -187,6 +195,7 @@ class Governor:
             await self._session.close()
         if self.ledger is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.ledger.close)
+            self._ledger_failed(self.ledger)
 
 
 def _read_spent(path: Path) -> dict[tuple[str, str], float]:

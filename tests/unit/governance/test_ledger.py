@@ -43,3 +43,19 @@ def test_close_flushes_every_row_and_budgets_sum_by_period(tmp_path: Path) -> No
     assert rows[1]["errors"] == 1
     with pytest.raises(ValueError, match="by must be"):
         report(tmp_path / "usage.db", "status; DROP TABLE requests", 0)
+
+
+def test_a_write_that_keeps_failing_is_counted_and_reported_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "usage.db")
+    ledger.start()
+    other = connect(tmp_path / "usage.db")
+    other.execute("DROP TABLE requests")
+    other.commit()
+    other.close()
+    ledger.add(row(1.0, "a", None, 1.0))
+    ledger.close()
+    assert ledger.written == 0
+    assert ledger.dropped == 1
+    taken = ledger.take_error()
+    assert taken is not None and "no such table" in taken[0] and taken[1] == 1
+    assert ledger.take_error() is None
