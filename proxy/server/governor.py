@@ -93,8 +93,7 @@ class Governor:
             claims.append(Claim(f"team:{team.name}", team.limits))
         if not claims:
             return
-        tokens_in = tokens_of(len(ex.body))
-        tokens_out = ex.peek.max_tokens or ex.snap.reserve_max_tokens
+        tokens_in, tokens_out = request_tokens(ex)
         usd = estimate_cost(tokens_in, tokens_out, self.prices(ex.snap).by_route.get(route.name))
         ask = Ask(tuple(claims), tokens_in + tokens_out, usd)
         got = await self.state.reserve(ask, self.clock())
