@@ -6,8 +6,8 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 BATCH_S = 0.1
 """After the first row of a batch, how long to gather more before one transaction."""
@@ -24,9 +24,9 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One request as the ledger keeps it (a key's name, never the key)."""
+class Row(NamedTuple):
+    """One request as the ledger keeps it (a key's name, never the key); a tuple already, so
+    the writer hands it to SQLite as is (no per-row conversion holding the GIL)."""
 
     ts: float
     request_id: str
@@ -104,12 +104,12 @@ class Ledger:
             stop = False
             while not stop:
                 first = self._queue.get()
-                batch: list[tuple[object, ...]] = []
+                batch: list[Row] = []
                 if first is _STOP:
                     stop = True
                 else:
                     assert isinstance(first, Row)
-                    batch.append(astuple(first))
+                    batch.append(first)
                     time.sleep(BATCH_S)
                 while len(batch) < MAX_BATCH:
                     try:
@@ -120,13 +120,13 @@ class Ledger:
                         stop = True
                         continue
                     assert isinstance(item, Row)
-                    batch.append(astuple(item))
+                    batch.append(item)
                 if batch:
                     self._write(conn, batch)
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[object, ...]]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[Row]) -> None:
         for attempt in range(3):
             try:
                 with conn:
