@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.governance.limits import Limits
 from proxy.governance.reservations import Ask, Claim, Hold, Refusal
@@ -92,3 +94,41 @@ async def test_soft_threshold_once_per_period_and_restore() -> None:
     tomorrow = NOW + 86400
     r = await s.reserve(ask(usd=1.0, usd_per_day=10.0), tomorrow)
     assert isinstance(r, Hold)  # a new UTC day: a fresh budget
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["reserve", "settle", "refund"]), st.floats(0.0, 1.0)),
+        max_size=60,
+    )
+)
+def test_spending_never_passes_the_budget_when_answers_cost_at_most_their_reservation(
+    steps: list[tuple[str, float]],
+) -> None:
+    import asyncio
+
+    async def play() -> None:
+        s = MemoryState()
+        team = Claim("team:t", Limits(usd_total=5.0, max_parallel=4))
+        own = Claim("key:k", Limits(usd_per_day=3.0))
+        holds: list[Hold] = []
+        for op, share in steps:
+            if op == "reserve":
+                got = await s.reserve(Ask((own, team), 10, 1.0), NOW)
+                if isinstance(got, Hold):
+                    holds.append(got)
+            elif holds:
+                h = holds.pop(0)
+                if op == "settle":
+                    await s.settle(h, 5, share * h.ask.usd, NOW)
+                else:
+                    await s.refund(h, NOW)
+            for scope, limit in (("team:t", 5.0), ("key:k", 3.0)):
+                c = await s.counters(scope, NOW)
+                assert all(0.0 <= v <= limit + 1e-9 for v in c.usd.values())
+                assert c.parallel == len(holds)
+        for h in holds:
+            await s.refund(h, NOW)
+        assert (await s.counters("team:t", NOW)).parallel == 0
+
+    asyncio.run(play())
