@@ -34,7 +34,7 @@ def read_raw(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: TOML syntax: {exc}"]) from None
+        raise ConfigError([f"TOML syntax: {exc}"]) from None
 
 
 def load(path: Path) -> KeyTable | None:
@@ -48,7 +48,7 @@ def load(path: Path) -> KeyTable | None:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: TOML syntax: {exc}"]) from None
+        raise ConfigError([f"TOML syntax: {exc}"]) from None
     return compile_keys(data)
 
 

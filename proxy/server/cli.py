@@ -114,7 +114,20 @@ def check(path: Path) -> int:
         print(f"warning: no keys file at {keys_path}: the gateway is open", file=sys.stderr)
     else:
         print(f"\nkeys: {len(table.by_hash)} keys, {len(table.teams)} teams ({keys_path})")
-    for name in SnapshotPrices(config, shipped()).unpriced:
+    prices = SnapshotPrices(config, shipped())
+    lines = ["", "prices (USD per million tokens: input / output / cached input):"]
+    for name, up in config.upstreams.items():
+        p = prices.by_upstream[name]
+        source = "price" if up.price is not None else "shipped table"
+        if p is not None:
+            cached = (
+                p.input_per_mtok if p.cached_input_per_mtok is None else p.cached_input_per_mtok
+            )
+            lines.append(
+                f"  {name}: {p.input_per_mtok:g} / {p.output_per_mtok:g} / {cached:g} ({source})"
+            )
+    print("\n".join(lines))
+    for name in prices.unpriced:
         print(
             f"warning: upstreams.{name}: no price (its model is not in the shipped table); "
             "costed 0 until it sets price = { input_per_mtok = ..., output_per_mtok = ... }",

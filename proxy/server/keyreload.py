@@ -37,7 +37,13 @@ class KeyReloader:
             try:
                 table = await loop.run_in_executor(None, keyfile.load, self.path)
             except ConfigError as exc:
-                logs.error("keys_reload_failed", trigger=trigger, errors=list(exc.errors))
+                logs.error(
+                    "keys_reload_failed",
+                    trigger=trigger,
+                    path=str(self.path),
+                    errors=list(exc.errors),
+                    kept="previous keys",
+                )
                 return False
             if table is None:
                 if self.governor.keys is not None:

@@ -200,3 +200,40 @@ async def test_require_keys_without_a_keys_file_exits_1(
     gw = spawn_gateway(path)
     assert await gw.wait_exit(20) == 1
     assert "server.require_keys" in gw.output()
+
+
+def test_check_shows_prices_and_keys_and_refuses_a_broken_keys_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[server]\nlisten = "127.0.0.1:0"\n'
+        '[upstreams.mini]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "gpt-4o-mini"\n'
+        '[upstreams.own]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "x"\n'
+        "price = { input_per_mtok = 1.5, output_per_mtok = 2 }\n"
+        '[upstreams.nothing]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "no-such-model"\n'
+        '[routes.chat]\nstrategy = "cost"\ntiers = [{ mini = 1, own = 1, nothing = 1 }]\n'
+    )
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*GATEWAY_CMD, "check", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=30,
+            check=False,
+        )
+
+    done = check()
+    assert done.returncode == 0, done.stderr
+    assert "mini: 0.15 / 0.6 / 0.075 (shipped table)" in done.stdout
+    assert "own: 1.5 / 2 / 1.5 (price)" in done.stdout
+    assert "upstreams.nothing: no price" in done.stderr
+    assert "the gateway is open" in done.stderr
+    new_key(path, "app")
+    done = check()
+    assert done.returncode == 0
+    assert "keys: 1 keys, 0 teams" in done.stdout
+    (tmp_path / "keys.toml").write_text((tmp_path / "keys.toml").read_text() + "rpm = -1\n")
+    done = check()
+    assert done.returncode == 1
+    assert "keys.app.rpm" in done.stderr
