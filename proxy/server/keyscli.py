@@ -50,7 +50,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("usage", help="report requests, tokens and cost from the ledger")
     _common(p)
     p.add_argument("--by", choices=GROUPS, default="key")
-    p.add_argument("--since", default="24h", help="e.g. 30m, 24h, 7d")
+    p.add_argument("--since", default="24h", help="e.g. 30m, 24h, 7d, all")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -126,9 +126,12 @@ def _print(out: object, as_json: bool) -> None:
 
 
 def parse_since(text: str) -> float:
+    """`30m`, `24h`, `7d` ago as epoch seconds; `all` for everything."""
+    if text == "all":
+        return 0.0
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if not text or text[-1] not in units or not text[:-1].isdigit():
-        raise ValueError("--since must look like 30m, 24h or 7d")
+        raise ValueError("--since must look like 30m, 24h, 7d or all")
     return time.time() - int(text[:-1]) * units[text[-1]]
 
 
