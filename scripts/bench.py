@@ -52,7 +52,7 @@ from benchproc import (
 def run_round(procs: Procs, rnd: int, args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
     fake = procs.fake("fast", "--chunks", str(CHUNKS))
     servers = {"direct": fake, "bare": procs.bare(fake)}
-    servers["gateway"] = gw = procs.gateway(fake, args.workers)
+    servers["gateway"] = gw = procs.gateway(fake, args.workers, key=args.key)
     for name, s in servers.items():  # warm-up: connection pools, the latency strategy's EWMA
         for stream in (False, True):
             wrk(s, chat_body(name, stream), 16, 1, "warm-up")
@@ -229,6 +229,11 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=1000, help="open streams for the memory figure")
     p.add_argument("--soak", type=int, default=0, help="seconds of mixed load (max 900; 0: skip)")
     p.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    p.add_argument(
+        "--key",
+        action="store_true",
+        help="load runs with a virtual key (limits and budgets) on every gateway request",
+    )
     args = p.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2

@@ -114,9 +114,18 @@ class Procs:
         cmd = [sys.executable, str(ROOT / "scripts" / "bare_proxy.py"), "--upstream", upstream.url]
         return self.start("bare", cmd, r"listening on (http://\S+)")
 
-    def gateway(self, upstream: Server, workers: int) -> Server:
+    def gateway(self, upstream: Server, workers: int, key: bool = False) -> Server:
+        """The gateway on `upstream`; with `key`, a keys file whose one key (with limits and
+        budgets far above the load, so every request reserves and settles) wrk then sends."""
         config = self.tmp / f"config-{time.monotonic_ns()}" / "gateway.toml"
         config.parent.mkdir()  # alone: the watcher watches the directory, not the log files
+        if key:
+            from proxy.governance import keyfile
+
+            data = keyfile.read_raw(config.parent / "keys.toml")
+            limits = {"rpm": 10**9, "tpm": 10**12, "usd_per_day": 1e9, "usd_total": 1e12}
+            os.environ["BENCH_KEY"] = keyfile.add_key(data, "bench", limits)
+            keyfile.write_raw(config.parent / "keys.toml", data)
         config.write_text(
             '[server]\nlisten = "127.0.0.1:0"\naccess_log = true\nwatch = true\n'
             f'workers = {workers}\n\n[upstreams.up]\nprovider = "openai"\n'

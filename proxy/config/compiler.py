@@ -17,6 +17,7 @@ from proxy.config.values import (
     ConfigError,
     Defaults,
     Ejection,
+    Price,
     Provider,
     Server,
     Timeouts,
@@ -26,7 +27,8 @@ from proxy.config.values import (
 SECTIONS = frozenset({"server", "defaults", "upstreams", "routes"})
 SERVER_KEYS = keys_of(Server)
 DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
-UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection"}
+UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
+PRICE_KEYS = keys_of(Price)
 EJECTION_KEYS = keys_of(Ejection)
 
 
@@ -80,6 +82,7 @@ class _Compiler(Reader):
             routes=MappingProxyType(routes),
             panic=defaults.panic,
             max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
+            reserve_max_tokens=defaults.reserve_max_tokens,
             secrets=tuple(self.secrets),
         )
 
@@ -129,6 +132,7 @@ class _Compiler(Reader):
             credential=credential,
             timeouts=self.read(Timeouts, raw, path, timeouts),
             ejection=self.ejection(raw, path, ejection),
+            price=self.price(raw, path),
             fingerprint="",
         )
         if len(self.errors) > n_errors:
@@ -136,6 +140,14 @@ class _Compiler(Reader):
         secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
         fingerprint = f"{provider}|{base_url}?{query}|{up.model}|{secret_id}"
         return dataclasses.replace(up, fingerprint=fingerprint)
+
+    def price(self, parent: Mapping[str, object], path: str) -> Price | None:
+        if "price" not in parent:
+            return None
+        p = f"{path}.price"
+        raw = self.table(parent, "price", p)
+        self.known(raw, PRICE_KEYS, p)
+        return self.read(Price, raw, p)
 
     def provider(self, raw: Mapping[str, object], path: str) -> Provider:
         name = self.string(raw, "provider", path) or Provider.OPENAI.value

@@ -16,6 +16,8 @@ class Strategy(StrEnum):
     ROUND_ROBIN = "round_robin"
     LATENCY = "latency"
     LEAST_BUSY = "least_busy"
+    COST = "cost"
+    CAPACITY = "capacity"
 
 
 class Provider(StrEnum):
@@ -59,6 +61,16 @@ class Ejection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """What an upstream costs, in USD per million tokens (overrides the shipped price table)."""
+
+    input_per_mtok: float = setting(0.0)
+    output_per_mtok: float = setting(0.0)
+    cached_input_per_mtok: float | None = setting(None)
+    """Prompt tokens served from the provider's cache; None: the input price."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Upstream:
     """One concrete target: provider dialect, base URL, credential and upstream model id."""
 
@@ -78,6 +90,12 @@ class Upstream:
     stream_usage: bool = setting(True)
     """Ask for `stream_options.include_usage` on streams (and hide that chunk from clients
     that did not ask), so every stream reports its tokens."""
+    price: Price | None = custom(None)
+    """`price = {...}`; None: looked up by `model` in the shipped table (0 if absent)."""
+    rpm: int | None = setting(None, lo=1)
+    """The provider's requests-per-minute limit for this credential (`capacity` strategy)."""
+    tpm: int | None = setting(None, lo=1)
+    """The provider's tokens-per-minute limit for this credential (`capacity` strategy)."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 
@@ -123,6 +141,8 @@ class Defaults:
     max_rate_limit_pause_s: float = setting(60.0, lo=0.0)
     """Longest pause a 429's `Retry-After` (or reset header) can put on an upstream; one probe
     request goes when the pause ends."""
+    reserve_max_tokens: int = setting(1024, lo=1)
+    """Output tokens reserved (budgets, TPM) for a request that sets no `max_tokens`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +166,14 @@ class Server:
     """Reload when gateway.toml changes on disk (SIGHUP always reloads)."""
     readyz_detail: str = setting("loopback", choices=("always", "loopback", "never"))
     """Who sees per-upstream state on /readyz; everyone else gets only ready or not."""
+    keys_file: str = setting("keys.toml")
+    """Virtual keys and teams, relative to gateway.toml's folder; absent file: open gateway."""
+    require_keys: bool = setting(False)
+    """Refuse to start (or reload) without a keys file, rather than serve openly."""
+    ledger: str | None = setting(None)
+    """SQLite usage ledger, relative to gateway.toml's folder; None: no ledger."""
+    budget_webhook: str | None = setting(None)
+    """URL POSTed once per period when a key or team passes its soft budget threshold."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +187,7 @@ class Config:
     """If every upstream of every tier is out of selection, try them anyway (Envoy's panic mode)."""
     max_rate_limit_pause_s: float = 60.0
     """From [defaults]: the cap on a pause asked for by a 429."""
+    reserve_max_tokens: int = 1024
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

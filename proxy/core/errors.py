@@ -12,7 +12,7 @@ from proxy.core.failures import FailureKind
 class GatewayError(Exception):
     """An error answered to the client as `{"error": {message, type, param, code}}`."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only fields of one OpenAI error
         self,
         status: int,
         message: str,
@@ -22,6 +22,7 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after_s: float | None = None,
         should_retry: bool | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -31,6 +32,7 @@ class GatewayError(Exception):
         self.param = param
         self.retry_after_s = retry_after_s
         self.should_retry = should_retry
+        self.extra_headers = extra_headers
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code, self.param)
@@ -44,6 +46,8 @@ class GatewayError(Exception):
             headers["retry-after-ms"] = str(max(1, round(self.retry_after_s * 1000)))
         if self.should_retry is not None:
             headers["x-should-retry"] = "true" if self.should_retry else "false"
+        if self.extra_headers:
+            headers.update(self.extra_headers)
         return headers
 
 

@@ -18,6 +18,8 @@ class Peek:
     include_usage: bool
     """The client asked for the usage chunk itself (`stream_options.include_usage`)."""
     has_stream_options: bool
+    max_tokens: int | None = None
+    """`max_tokens` (or `max_completion_tokens`) when the client set one: the reservation cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,10 @@ class Usage:
 
     tokens_in: int
     tokens_out: int
+    tokens_cached: int = 0
+    """Of tokens_in, those served from the provider's prompt cache (cheaper)."""
+    estimated: bool = False
+    """The provider reported nothing: counted from bytes by the gateway."""
 
 
 @dataclass(slots=True, eq=False)
@@ -70,6 +76,16 @@ class Exchange:
     """The status the client got (499 when it went away first)."""
     error_code: str | None = None
     """The `code` of the gateway's own error answer, or of the error event that ended a stream."""
+    key_name: str | None = None
+    """The virtual key's name (never the key itself); None when the gateway is open."""
+    team: str | None = None
+    reservation: object | None = None
+    """What admission reserved (limits, budgets), owned by governance; settled exactly once."""
+    cost_usd: float | None = None
+    out_tokens_guess: int = 0
+    """Output tokens counted from the answer's size, for when the provider reports none."""
+    wall_started: float = 0.0
+    """Epoch seconds at arrival: budget periods and the ledger's time."""
 
     @property
     def stream(self) -> bool:

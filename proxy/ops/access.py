@@ -42,6 +42,9 @@ def write(ex: Exchange) -> None:
             "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
             "tokens_in": None if usage is None else usage.tokens_in,
             "tokens_out": None if usage is None else usage.tokens_out,
+            "key": ex.key_name,
+            "team": ex.team,
+            "cost_usd": ex.cost_usd,
         },
         warning=status >= 500 or (status == 200 and ex.error_code is not None),
     )

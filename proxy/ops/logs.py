@@ -33,6 +33,10 @@ _SECRET_PATTERN = re.compile(
 )
 
 
+_VIRTUAL_KEY = re.compile(r"sk-gw-[A-Za-z0-9_-]{8,}")
+"""The gateway's own virtual keys, wherever they appear."""
+
+
 class Redactor(logging.Filter):
     """Scrubs credentials from stdlib records (aiohttp echoes bad header lines in its errors)."""
 
@@ -42,6 +46,7 @@ class Redactor(logging.Filter):
 
     def scrub(self, text: str) -> str:
         text = _SECRET_PATTERN.sub(r"\1[redacted]", text)
+        text = _VIRTUAL_KEY.sub("[redacted]", text)
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "[redacted]")

@@ -37,11 +37,17 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
         raise bad_request("`stream` must be a boolean.", "stream")
     options = data.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0
+    ):
+        raise bad_request("`max_tokens` must be a non-negative integer.", "max_tokens")
     pk = Peek(
         model=model,
         stream=stream,
         include_usage=include_usage,
         has_stream_options=options is not None,
+        max_tokens=max_tokens,
     )
     return pk, orjson.dumps(data) if _may_repeat_a_routing_key(body, data) else body
 

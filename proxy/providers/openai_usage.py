@@ -25,7 +25,11 @@ def _from_object(data: object) -> Usage | None:
         return None
     if isinstance(tin, bool) or isinstance(tout, bool) or tin < 0 or tout < 0:
         return None
-    return Usage(tokens_in=tin, tokens_out=tout)
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not isinstance(cached, int) or isinstance(cached, bool) or cached < 0:
+        cached = 0
+    return Usage(tokens_in=tin, tokens_out=tout, tokens_cached=cached)
 
 
 def from_body(body: bytes) -> Usage | None:

@@ -12,6 +12,7 @@ from proxy.core.failures import PENALIZE, FailureKind
 from proxy.ops import logs
 from proxy.providers.base import Provider
 from proxy.routing.balancer import Choice
+from proxy.routing.capacity import limited
 from proxy.routing.retryafter import backoff_hint_s
 from proxy.routing.send import Reply
 from proxy.routing.stats import Transition
@@ -35,7 +36,12 @@ class Attempt:
     __slots__ = ("_held", "_limit_probe", "_rng", "choice", "ex", "provider", "reply", "upstream")
 
     def __init__(
-        self, ex: Exchange, choice: Choice, provider: Provider, rng: random.Random
+        self,
+        ex: Exchange,
+        choice: Choice,
+        provider: Provider,
+        rng: random.Random,
+        tokens: int = 0,
     ) -> None:
         up = choice.member.upstream
         self.ex = ex
@@ -50,6 +56,8 @@ class Attempt:
         now = time.monotonic()
         choice.stats.acquire(now)
         self._limit_probe = choice.stats.take_limit_probe(now)
+        if limited(up):
+            choice.stats.capacity.spend(tokens, now)
         self._held = True
 
     def answered(self, reply: Reply) -> bool:
@@ -59,6 +67,8 @@ class Attempt:
         ex, st = self.ex, self.choice.stats
         ex.upstream_status = reply.status
         kind = self.provider.failure(reply.status)
+        if limited(self.upstream):
+            st.capacity.observe(reply.headers, time.monotonic())
         if kind is None:
             now = time.monotonic()
             ex.ttfb_s = reply.ttfb_s

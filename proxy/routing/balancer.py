@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from proxy.config.values import Config, Member, Route, Tier
-from proxy.routing.selector import TierState, pick, signature
+from proxy.config.values import Config, Member, Price, Route, Strategy, Tier
+from proxy.governance.prices import estimate_cost, price_of
+from proxy.routing.capacity import limited
+from proxy.routing.selector import TierState, pick, pick_lowest, signature
 from proxy.routing.stats import StatsRegistry, UpstreamStats
 
 
@@ -28,16 +30,25 @@ class Blocked:
 
 
 _NOTHING: frozenset[str] = frozenset()
+NO_NEED = (0, 0)
+"""A request's (prompt estimate, output cap) tokens, when the caller does not know them."""
 
 
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "registry", "rng")
+    __slots__ = ("_tiers", "price_table", "registry", "rng")
 
-    def __init__(self, registry: StatsRegistry, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        registry: StatsRegistry,
+        rng: random.Random | None = None,
+        price_table: Mapping[str, Price] | None = None,
+    ) -> None:
         self.registry = registry
         self.rng = rng or random.Random()
+        self.price_table: Mapping[str, Price] = price_table or {}
+        """Model prices for the `cost` strategy (an upstream's own `price` comes first)."""
         self._tiers: dict[str, TierState] = {}
 
     def tier_state(self, tier: Tier) -> TierState:
@@ -47,6 +58,7 @@ class Balancer:
         # A new snapshot: keep the rotation if the tier's members and weights did not change.
         if state is not None and state.signature == signature(tier):
             state.tier = tier
+            state.prices = None  # prices may have changed with the snapshot
             return state
         state = TierState(signature(tier))
         state.tier = tier
@@ -60,12 +72,17 @@ class Balancer:
         return self.registry.reconcile(config.upstreams.values())
 
     def choose(
-        self, route: Route, start_tier: int, tried: Collection[str], now: float
+        self,
+        route: Route,
+        start_tier: int,
+        tried: Collection[str],
+        now: float,
+        need: tuple[int, int] = NO_NEED,
     ) -> Choice | None:
         """The next upstream to try, from tier `start_tier` on; None when no tier has one."""
         tried_set = set(tried) if tried else _NOTHING
         for ti in range(start_tier, len(route.tiers)):
-            choice = self._choose_in(route.tiers[ti], ti, tried_set, now)
+            choice = self._choose_in(route.tiers[ti], ti, tried_set, now, need)
             if choice is not None:
                 return choice
         return None
@@ -80,8 +97,11 @@ class Balancer:
                     return Choice(m, st, ti) if m.weight > 0 and st.available(now) else None
         return None
 
-    def choose_panic(self, route: Route, tried: Iterable[str], now: float) -> Choice | None:
-        """Every upstream is out of selection: try an ejected one anyway, the soonest back first."""
+    def choose_panic(
+        self, route: Route, tried: Iterable[str], now: float, need: tuple[int, int] = NO_NEED
+    ) -> Choice | None:
+        """Every upstream is out of selection: try an ejected one anyway, the soonest back first
+        (never one rate-limited, nor one whose declared provider limit the request would pass)."""
         tried_set = set(tried)
         best: Choice | None = None
         best_remaining = 0.0
@@ -90,12 +110,16 @@ class Balancer:
                 st = self.registry.get(m.upstream)
                 if m.weight == 0 or m.upstream.name in tried_set or st.limited_until > now:
                     continue
+                if limited(m.upstream) and st.capacity.headroom(m.upstream, sum(need), now) < 0:
+                    continue
                 remaining = st.remaining_s(now)
                 if best is None or remaining < best_remaining:
                     best, best_remaining = Choice(m, st, ti), remaining
         return best
 
-    def blocked(self, route: Route, tried: Iterable[str], now: float) -> Blocked:
+    def blocked(
+        self, route: Route, tried: Iterable[str], now: float, need: tuple[int, int] = NO_NEED
+    ) -> Blocked:
         tried_set = set(tried)
         waits: list[float] = []
         all_limited = True
@@ -104,6 +128,10 @@ class Balancer:
                 if m.weight == 0 or m.upstream.name in tried_set:
                     continue
                 st = self.registry.get(m.upstream)
+                up = m.upstream
+                if limited(up) and st.capacity.headroom(up, sum(need), now) < 0:
+                    waits.append(max(st.remaining_s(now), st.capacity.wait_s(up, sum(need), now)))
+                    continue
                 waits.append(st.remaining_s(now))
                 if st.limited_until <= now:
                     all_limited = False
@@ -111,19 +139,41 @@ class Balancer:
             retry_after_s=min(waits, default=1.0) or 1.0, rate_limited=all_limited and bool(waits)
         )
 
-    def _choose_in(self, tier: Tier, ti: int, tried: AbstractSet[str], now: float) -> Choice | None:
+    def _choose_in(
+        self, tier: Tier, ti: int, tried: AbstractSet[str], now: float, need: tuple[int, int]
+    ) -> Choice | None:
         members = tier.members
         stats = [self.registry.get(m.upstream) for m in members]
         candidates = [
             i
             for i, m in enumerate(members)
-            if m.weight > 0 and m.upstream.name not in tried and stats[i].available(now)
+            if m.weight > 0
+            and m.upstream.name not in tried
+            and stats[i].available(now)
+            and (
+                not limited(m.upstream)
+                or stats[i].capacity.headroom(m.upstream, sum(need), now) >= 0
+            )
         ]
         if not candidates:
             return None
         if len(candidates) == 1:
             i = candidates[0]
             return Choice(members[i], stats[i], ti)
-        weights = [m.weight for m in members]
-        i = pick(tier.strategy, candidates, weights, stats, self.tier_state(tier), self.rng, now)
+        strategy = tier.strategy
+        if strategy is Strategy.COST:
+            state = self.tier_state(tier)
+            if state.prices is None:
+                state.prices = [price_of(m.upstream, self.price_table) for m in members]
+            costs = [estimate_cost(need[0], need[1], p) for p in state.prices]
+            i = pick_lowest(candidates, costs, stats, now)
+        elif strategy is Strategy.CAPACITY:
+            room = [
+                -st.capacity.headroom(m.upstream, sum(need), now)
+                for m, st in zip(members, stats, strict=True)
+            ]
+            i = pick_lowest(candidates, room, stats, now)
+        else:
+            weights = [m.weight for m in members]
+            i = pick(strategy, candidates, weights, stats, self.tier_state(tier), self.rng, now)
         return Choice(members[i], stats[i], ti)

@@ -8,6 +8,7 @@ import time
 from proxy.core.errors import GatewayError, exhausted, no_upstream, route_drained
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
+from proxy.governance.estimate import request_tokens
 from proxy.providers.catalog import PROVIDERS
 from proxy.routing.attempt import Attempt
 from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
@@ -21,11 +22,12 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     assert route is not None
     tier = 0
     panicking = False
+    need = request_tokens(ex)
     while ex.attempts < route.max_attempts:
         now = time.monotonic()
-        choice = None if panicking else balancer.choose(route, tier, ex.tried, now)
+        choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need)
         if choice is None and ex.snap.panic and (ex.attempts == 0 or panicking):
-            choice = balancer.choose_panic(route, ex.tried, now)
+            choice = balancer.choose_panic(route, ex.tried, now, need)
             panicking = choice is not None
         if choice is None:
             choice = await _again(balancer, ex)
@@ -35,7 +37,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         up = choice.member.upstream
         provider = PROVIDERS[up.provider]
         request = provider.request(up, ex)
-        attempt = Attempt(ex, choice, provider, balancer.rng)
+        attempt = Attempt(ex, choice, provider, balancer.rng, sum(need))
         try:
             reply = await send(request, choice.member.timeouts, stream=ex.stream)
         except AttemptFailed as exc:
@@ -51,7 +53,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     if ex.failure is None:
         if not any(m.weight for tier in route.tiers for m in tier.members):
             raise route_drained(route.name)
-        blocked = balancer.blocked(route, ex.tried, time.monotonic())
+        blocked = balancer.blocked(route, ex.tried, time.monotonic(), need)
         ex.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None
         raise no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)
     raise _final_error(ex)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from proxy.config.values import Strategy, Tier
+from proxy.config.values import Price, Strategy, Tier
 from proxy.routing.stats import UpstreamStats
 
 
 class TierState:
     """Rotation state of one tier (smooth weighted round robin counters, round robin cursor)."""
 
-    __slots__ = ("current", "cursor", "signature", "tier")
+    __slots__ = ("current", "cursor", "prices", "signature", "tier")
 
     def __init__(self, signature: tuple[tuple[str, int], ...]) -> None:
         self.signature = signature
@@ -20,6 +20,8 @@ class TierState:
         """The Tier object this state last served (identity check, no per-request rebuild)."""
         self.current = [0] * len(self.signature)
         self.cursor = 0
+        self.prices: list[Price | None] | None = None
+        """The members' prices (`cost` strategy), resolved once per tier object."""
 
 
 def signature(tier: Tier) -> tuple[tuple[str, int], ...]:
@@ -109,3 +111,15 @@ def _weighted_choice(items: Sequence[int], weights: Sequence[int], rng: random.R
         if x < 0:
             return i
     return items[-1]
+
+
+def pick_lowest(
+    candidates: Sequence[int], values: Sequence[float], stats: Sequence[UpstreamStats], now: float
+) -> int:
+    """The candidate with the lowest value (`cost`: USD; `capacity`: minus headroom); ties go to
+    the better latency score, so equal prices still spread by speed."""
+    low = min(values[i] for i in candidates)
+    tied = [i for i in candidates if values[i] - low <= 1e-12 * max(1.0, abs(low))]
+    if len(tied) == 1:
+        return tied[0]
+    return min(tied, key=lambda i: stats[i].latency_score(now))

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from proxy.config.values import Ejection, Upstream
 from proxy.core.failures import FailureKind
+from proxy.routing.capacity import CapacityState
 
 EWMA_DECAY_S = 10.0
 """Time constant of the TTFB average: samples older than ~10 s weigh little (Finagle's default)."""
@@ -39,6 +40,7 @@ class UpstreamStats:
     """Mutable signals of one upstream; every method takes `now` (monotonic seconds)."""
 
     __slots__ = (
+        "capacity",
         "ejected_at",
         "ejected_until",
         "ejection",
@@ -79,6 +81,8 @@ class UpstreamStats:
         self.limit_probe = False
         """A 429 pause is over (or running) and one request must see whether it ended."""
         self.limit_probing = False
+        self.capacity = CapacityState()
+        """Provider limits (`rpm`, `tpm`): own use and reported remaining; for declared limits."""
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -11,7 +11,11 @@ from pathlib import Path
 from proxy import __version__
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
+from proxy.governance import keyfile
+from proxy.governance.prices import SnapshotPrices
+from proxy.governance.pricetable import shipped
 from proxy.ops import logs
+from proxy.server import keyscli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         coro = fake_serve(ns.host, ns.port, ns.dialect, ns.name, behaviour_from_args(ns), ready)
         return _run(_forever(coro))
+    if ns.command == "keys":
+        return keyscli.run_keys(ns)
+    if ns.command == "usage":
+        return keyscli.run_usage(ns)
     if ns.command == "demo":
         from proxy.server.demo import run_demo
 
@@ -65,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="first port of the fake providers (the next ones follow), in place of the file's",
     )
+    keyscli.add_parsers(sub)
     return parser
 
 
@@ -100,6 +109,36 @@ def check(path: Path) -> int:
         print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     print(describe(config))
+    keys_path = keyfile.keys_path(path, config.server.keys_file)
+    try:
+        table = keyfile.load(keys_path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"{keys_path}: {line}", file=sys.stderr)
+        return 1
+    if table is None:
+        print(f"warning: no keys file at {keys_path}: the gateway is open", file=sys.stderr)
+    else:
+        print(f"\nkeys: {len(table.by_hash)} keys, {len(table.teams)} teams ({keys_path})")
+    prices = SnapshotPrices(config, shipped())
+    lines = ["", "prices (USD per million tokens: input / output / cached input):"]
+    for name, up in config.upstreams.items():
+        p = prices.by_upstream[name]
+        source = "price" if up.price is not None else "shipped table"
+        if p is not None:
+            cached = (
+                p.input_per_mtok if p.cached_input_per_mtok is None else p.cached_input_per_mtok
+            )
+            lines.append(
+                f"  {name}: {p.input_per_mtok:g} / {p.output_per_mtok:g} / {cached:g} ({source})"
+            )
+    print("\n".join(lines))
+    for name in prices.unpriced:
+        print(
+            f"warning: upstreams.{name}: no price (its model is not in the shipped table); "
+            "costed 0 until it sets price = { input_per_mtok = ..., output_per_mtok = ... }",
+            file=sys.stderr,
+        )
     return 0
 
 

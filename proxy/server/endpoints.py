@@ -14,17 +14,27 @@ from proxy.server.runtime import GATEWAY
 
 
 async def models(request: web.Request) -> web.Response:
-    """`GET /v1/models`: every route, as the OpenAI model list."""
-    snap = request.app[GATEWAY].store.current
+    """`GET /v1/models`: the routes as the OpenAI model list; with keys, only those the
+    caller's key may use."""
+    gw = request.app[GATEWAY]
+    key = gw.governor.key_of(request.headers, time.time())
     created = int(time.time())
-    data = [_model(name, created) for name in snap.routes]
+    data = [
+        _model(name, created)
+        for name in gw.store.current.routes
+        if key is None or key.routes is None or name in key.routes
+    ]
     return _json(200, {"object": "list", "data": data})
 
 
 async def model(request: web.Request) -> web.Response:
-    """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): one route, or 404 model_not_found."""
+    """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): one route, or 404 model_not_found
+    (also for a route the caller's key may not use: its existence is not disclosed)."""
+    gw = request.app[GATEWAY]
+    key = gw.governor.key_of(request.headers, time.time())
     name = request.match_info["model"]
-    if name not in request.app[GATEWAY].store.current.routes:
+    allowed = key is None or key.routes is None or name in key.routes
+    if name not in gw.store.current.routes or not allowed:
         raise model_not_found(name)
     return _json(200, _model(name, int(time.time())))
 

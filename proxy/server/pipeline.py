@@ -17,6 +17,8 @@ from proxy.config.values import Endpoint
 from proxy.core.errors import GatewayError, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
+from proxy.governance.estimate import tokens_of
+from proxy.governance.limits import Key
 from proxy.ops import access, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
@@ -52,8 +54,9 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     ex = _open(request, gw, endpoint)
     gw.drain.enter()
     try:
+        key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
         await receive(request, ex)  # body (capped), peek, route            400 / 404 / 413
-        admit(gw, ex)  # virtual key, limits, budget reservation        401 / 403 / 429
+        await admit(gw, ex, key)  # route allowed, limits, budget reservation    403 / 429
         cached = lookup(gw, ex)  # response cache                              hit: answered
         if cached is not None:
             return cached
@@ -81,8 +84,11 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         ex.error_code = _INTERNAL.code
         return _error_response(_INTERNAL, ex, gw.drain.draining)
     finally:
-        gw.drain.leave()
-        settle(ex)
+        try:
+            await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
+        finally:
+            gw.drain.leave()
+            settle(ex)
 
 
 def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
@@ -94,6 +100,7 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
         endpoint=endpoint,
         snap=gw.store.current,  # read once: the whole request runs on this snapshot
         started=time.monotonic(),
+        wall_started=time.time(),
         client_headers=request.headers,
         path=request.path,
         client=request.remote,
@@ -112,11 +119,9 @@ async def receive(request: web.Request, ex: Exchange) -> None:
     ex.forward_headers = forward_headers(ex.client_headers, ex.id)
 
 
-def admit(gw: Gateway, ex: Exchange) -> None:
-    """Who may send this, and may they now: keys, rate limits, budget reservations.
-
-    Nothing to check yet: every request is admitted (governance adds its checks here).
-    """
+async def admit(gw: Gateway, ex: Exchange, key: Key | None) -> None:
+    """May this key use this route now: allowed routes, rate limits, budget reservations."""
+    await gw.governor.admit(ex, key)
 
 
 def lookup(gw: Gateway, ex: Exchange) -> web.StreamResponse | None:
@@ -151,7 +156,9 @@ async def respond(
         if not ex.stream or reply.status != 200 or answered_whole(reply.headers):
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
             if reply.status < 300:
-                ex.usage = win.provider.usage(reply.first)
+                ex.usage = usage = win.provider.usage(reply.first)
+                ex.out_tokens_guess = tokens_of(len(reply.first))
+                headers["x-gateway-cost-usd"] = f"{gw.governor.cost_of(ex, usage):.8f}"
             ex.status = reply.status
             return web.Response(status=reply.status, body=reply.first, headers=headers)
         return await _relay(request, gw, ex, win, headers)
@@ -184,6 +191,7 @@ async def _relay(
     finally:
         gw.drain.streams.discard(relay)
         ex.usage = stream_filter.usage
+        ex.out_tokens_guess = relay.events
     if relay.failure is not None:
         ex.error_code = end_code(relay.failure)
         win.broke(relay.failure)

@@ -16,10 +16,13 @@ from aiohttp import http_parser, web
 
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
+from proxy.governance.pricetable import shipped
 from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
+from proxy.server.governance import load_keys, open_governor, warn_if_open
+from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
@@ -67,7 +70,7 @@ class GatewayServer:
             on_error=lambda name, exc: logs.error("task_failed", task=name, error=repr(exc))
         )
         self.store = ConfigStore(config)
-        self.balancer = Balancer(StatsRegistry(), random.Random())
+        self.balancer = Balancer(StatsRegistry(), random.Random(), shipped())
         self.balancer.adopt(config)
         self.reloader = Reloader(path, self.store, self.balancer, self.notifier, compiler)
         self.on_ready = on_ready
@@ -78,6 +81,9 @@ class GatewayServer:
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
         self.address = ""
+        self.governor, self.keys_path = open_governor(path, config)
+        self.governor.registry = self.balancer.registry
+        self.key_reloader = KeyReloader(self.keys_path, self.governor)
 
     async def start(self) -> str:
         if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
@@ -90,7 +96,9 @@ class GatewayServer:
             balancer=self.balancer,
             send=HTTPSender(self.session),
             drain=self.drain,
+            governor=self.governor,
         )
+        await self.governor.restore()
         self.runner = web.AppRunner(
             build_app(gw),
             handler_cancellation=True,
@@ -124,6 +132,7 @@ class GatewayServer:
 
     def sighup(self) -> None:
         self.tasks.spawn(self.reloader.reload("SIGHUP"), name="reload-sighup")
+        self.tasks.spawn(self.key_reloader.reload("SIGHUP"), name="keys-reload-sighup")
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT, then drain. Returns the exit code."""
@@ -137,7 +146,9 @@ class GatewayServer:
         self.install_signals()
         if self.store.current.server.watch:
             self.tasks.spawn(self.reloader.watch(), name="config-watcher")
+            self.tasks.spawn(self.key_reloader.watch(), name="keys-watcher")
         snap = self.store.current
+        warn_if_open(self.governor, self.keys_path)
         logs.event(
             "ready",
             address=address,
@@ -156,6 +167,7 @@ class GatewayServer:
     async def _close(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.governor.close()  # every request has settled: flush the ledger
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -201,10 +213,22 @@ async def serve(
     worker = os.environ.get(WORKER_ENV)
     logs.configure(config.server.log_level, config.secrets, worker=worker)
     if worker is None and config.server.workers > 1 and sock is None:
+        try:
+            load_keys(path, config)  # a broken keys file must not become a worker crash loop
+        except ConfigError as exc:
+            for line in exc.errors:
+                logs.error("config_invalid", error=line)
+            return 1
         return await Supervisor(path, config).run()
     if worker is not None:
         die_with_parent()
-    return await GatewayServer(path, config, text, sock, compiler, on_ready).run()
+    try:
+        server = GatewayServer(path, config, text, sock, compiler, on_ready)
+    except ConfigError as exc:
+        for line in exc.errors:
+            logs.error("config_invalid", error=line)
+        return 1
+    return await server.run()
 
 
 def die_with_parent() -> None:

@@ -60,6 +60,7 @@ class StreamRelay:
         "_last",
         "_loop",
         "_progress",
+        "events",
         "failure",
         "upstream",
     )
@@ -77,6 +78,8 @@ class StreamRelay:
         if progress is not None:
             progress.feed(upstream.first)  # in step with what the sender already read
         self.failure: FailureKind | None = None
+        self.events = 0
+        """SSE events seen (about one token each): the output estimate when usage is missing."""
         self._loop = asyncio.get_running_loop()
         self._idle_s = timeouts.idle_s
         now = self._loop.time()
@@ -94,6 +97,7 @@ class StreamRelay:
         self._arm()
         filt = self._filter.chunk
         try:
+            self.events = self.upstream.first.count(b"data:")
             data = filt(self.upstream.first)
             if data:
                 await out.write(data)
@@ -110,6 +114,7 @@ class StreamRelay:
                     break
                 if progress is None or progress.feed(chunk):
                     self._last = self._loop.time()
+                self.events += chunk.count(b"data:")
                 data = filt(chunk)
                 if data:
                     await out.write(data)

@@ -3,6 +3,9 @@
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_KEY") then  -- scripts/bench --key: governance on every request
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

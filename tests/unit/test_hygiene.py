@@ -13,8 +13,16 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 SUBPACKAGES = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 PURE_PACKAGES = {"config", "core", "providers"}
 PURE_MODULES = {
+    "governance/estimate.py",
+    "governance/keyhash.py",
+    "governance/keytable.py",
+    "governance/limits.py",
+    "governance/periods.py",
+    "governance/prices.py",
+    "governance/windows.py",
     "routing/backoff.py",
     "routing/balancer.py",
+    "routing/capacity.py",
     "routing/retryafter.py",
     "routing/selector.py",
     "routing/health_report.py",

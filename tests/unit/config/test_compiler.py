@@ -314,7 +314,7 @@ def test_every_error_is_reported_at_once() -> None:
         "defaults.max_attempts: must be an integer >= 1",
         "upstreams.a.base_url: must be an http:// or https:// URL with a host",
         'routes.chat-fast.strategy: unknown strategy "fastest" '
-        "(weighted | round_robin | latency | least_busy)",
+        "(weighted | round_robin | latency | least_busy | cost | capacity)",
         'routes.chat-fast.fallback[0]: unknown route "nowhere"',
         'routes.chat-fast.tiers[1]: unknown upstream "x"',
     ]

@@ -129,7 +129,12 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "total_timeout_s",
     }
     assert keys_of(Ejection) == {"consecutive_failures", "base_s", "max_s", "jitter"}
-    assert keys_of(Defaults) == {"max_attempts", "panic", "max_rate_limit_pause_s"}
+    assert keys_of(Defaults) == {
+        "max_attempts",
+        "panic",
+        "max_rate_limit_pause_s",
+        "reserve_max_tokens",
+    }
     assert keys_of(Server) == {
         "listen",
         "max_body_mb",
@@ -140,8 +145,21 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "log_level",
         "watch",
         "readyz_detail",
+        "keys_file",
+        "require_keys",
+        "ledger",
+        "budget_webhook",
     }
-    assert keys_of(Upstream) == {"provider", "base_url", "model", "credential", "stream_usage"}
+    assert keys_of(Upstream) == {
+        "provider",
+        "base_url",
+        "model",
+        "credential",
+        "stream_usage",
+        "price",
+        "rpm",
+        "tpm",
+    }
 
 
 def test_mutable_defaults_are_refused() -> None:

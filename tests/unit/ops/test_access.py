@@ -54,6 +54,7 @@ def test_the_access_line_says_what_the_request_went_through(
     ex.failure = FailureKind.CONNECT
     ex.ttfb_s = 0.01234
     ex.usage = Usage(11, 4)
+    ex.key_name, ex.team, ex.cost_usd = "alice", "search", 0.0012
     access.write(ex)
     (line,) = lines(capfd)
     assert line["event"] == "access" and line["level"] == "info"
@@ -78,6 +79,9 @@ def test_the_access_line_says_what_the_request_went_through(
         "ttfb_ms": 12.34,
         "tokens_in": 11,
         "tokens_out": 4,
+        "key": "alice",
+        "team": "search",
+        "cost_usd": 0.0012,
     }
     assert line["duration_ms"] >= 250
 

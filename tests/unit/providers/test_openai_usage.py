@@ -83,7 +83,7 @@ def test_usage_object_with_nested_details() -> None:
         b'{"choices":[],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":4},'
         b'"completion_tokens":2,"completion_tokens_details":{"reasoning_tokens":1}},"x":{}}'
     )
-    assert from_body(body) == Usage(9, 2)
+    assert from_body(body) == Usage(9, 2, tokens_cached=4)
 
 
 def test_usage_word_in_the_answer_text() -> None:

@@ -1,0 +1,7 @@
+"""State: the limits-and-budgets interface (reserve, settle, refund, counters) and its backends.
+
+`base` states the interface in terms a Redis Lua script can implement atomically; `memory`
+is the embedded single-process backend.
+Level: effects.
+May import: config, core, governance
+"""

@@ -1,0 +1,61 @@
+"""The SQLite ledger: batched rows, flushed on close, summed for budgets and reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from proxy.governance.ledger import Ledger, Row, connect
+from proxy.governance.ledgerquery import report, spent
+
+
+def row(ts: float, key: str, team: str | None, usd: float, status: int = 200) -> Row:
+    return Row(
+        ts, f"r{ts}", key, team, "chat", "up", "chat", 10, 5, 2, usd, status, 1.0, 2.0, None, False
+    )
+
+
+def test_close_flushes_every_row_and_budgets_sum_by_period(tmp_path: Path) -> None:
+    now = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC).timestamp()
+    ledger = Ledger(tmp_path / "usage.db")
+    ledger.start()
+    ledger.add(row(now - 40 * 86400, "a", "t", 100.0))  # an earlier month
+    ledger.add(row(now - 2 * 86400, "a", "t", 10.0))  # earlier this month
+    for _ in range(500):
+        ledger.add(row(now, "a", "t", 0.01))
+    ledger.add(row(now, "b", None, 1.0, status=500))
+    ledger.close()
+    assert ledger.written == 503
+    conn = connect(tmp_path / "usage.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    got = spent(conn, now)
+    conn.close()
+    assert got[("key:a", "2026-12-03")] == pytest.approx(5.0)
+    assert got[("key:a", "2026-12")] == pytest.approx(15.0)
+    assert got[("key:a", "total")] == pytest.approx(115.0)
+    assert got[("team:t", "total")] == pytest.approx(115.0)
+    assert ("team:None", "total") not in got
+    rows = report(tmp_path / "usage.db", "key", now - 86400)
+    assert [r["key"] for r in rows] == ["a", "b"]
+    assert rows[0]["requests"] == 500
+    assert rows[1]["errors"] == 1
+    with pytest.raises(ValueError, match="by must be"):
+        report(tmp_path / "usage.db", "status; DROP TABLE requests", 0)
+
+
+def test_a_write_that_keeps_failing_is_counted_and_reported_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "usage.db")
+    ledger.start()
+    other = connect(tmp_path / "usage.db")
+    other.execute("DROP TABLE requests")
+    other.commit()
+    other.close()
+    ledger.add(row(1.0, "a", None, 1.0))
+    ledger.close()
+    assert ledger.written == 0
+    assert ledger.dropped == 1
+    taken = ledger.take_error()
+    assert taken is not None and "no such table" in taken[0] and taken[1] == 1
+    assert ledger.take_error() is None
