@@ -138,6 +138,10 @@ class Server:
     log_level: str = setting("info", choices=("debug", "error", "info", "warning"))
     watch: bool = setting(True)
     """Reload when gateway.toml changes on disk (SIGHUP always reloads)."""
+    reload_settle_s: float = setting(0.3, "reload_settle_ms", lo=0, unit=0.001)
+    """A changed file is applied only once its content stayed the same this long."""
+    max_inflight_body_bytes: int = setting(256 * 2**20, "max_inflight_body_mb", lo=1, unit=2**20)
+    """Request bodies held at once, all requests together; beyond it large ones get a 503."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -167,13 +167,19 @@ class UpstreamStats:
         return max(until - now, 0.0)
 
 
+RETIRED_KEEP_S = 300.0
+"""How long the stats of an upstream removed by a reload are kept in case it comes back."""
+
+
 class StatsRegistry:
     """All upstream stats of this process, keyed by upstream name; survives reloads."""
 
-    __slots__ = ("_by_name",)
+    __slots__ = ("_by_name", "_retired")
 
     def __init__(self) -> None:
         self._by_name: dict[str, UpstreamStats] = {}
+        self._retired: dict[str, tuple[UpstreamStats, float]] = {}
+        """Stats of upstreams a reload removed, with when: they come back if it returns."""
 
     def get(self, up: Upstream) -> UpstreamStats:
         st = self._by_name.get(up.name)
@@ -182,16 +188,25 @@ class StatsRegistry:
         # Only reached by a request still running on a snapshot older than the last reload.
         return UpstreamStats(up.name, up.fingerprint, up.ejection)
 
-    def reconcile(self, upstreams: Iterable[Upstream]) -> tuple[list[str], list[str]]:
+    def reconcile(
+        self, upstreams: Iterable[Upstream], now: float = 0.0
+    ) -> tuple[list[str], list[str]]:
         """Keep stats of unchanged upstreams, start fresh for new or changed ones.
 
+        An upstream that vanishes is kept aside for RETIRED_KEEP_S: a file written in two
+        steps, or an upstream commented out and back, must not lose its ejection or latency.
         Returns (kept, reset) upstream names.
         """
         fresh: dict[str, UpstreamStats] = {}
         kept: list[str] = []
         reset: list[str] = []
+        self._retired = {
+            name: (st, at) for name, (st, at) in self._retired.items() if now - at < RETIRED_KEEP_S
+        }
         for up in upstreams:
             old = self._by_name.get(up.name)
+            if old is None:
+                old = self._retired.pop(up.name, (None, now))[0]
             if old is not None and old.fingerprint == up.fingerprint:
                 old.ejection = up.ejection
                 fresh[up.name] = old
@@ -199,5 +214,8 @@ class StatsRegistry:
             else:
                 fresh[up.name] = UpstreamStats(up.name, up.fingerprint, up.ejection)
                 reset.append(up.name)
+        for name, st in self._by_name.items():
+            if name not in fresh:
+                self._retired[name] = (st, now)
         self._by_name = fresh
         return kept, reset

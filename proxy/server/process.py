@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import time
 from pathlib import Path
 
 import aiohttp
@@ -51,7 +52,7 @@ class GatewayServer:
         )
         self.store = ConfigStore(config)
         self.balancer = Balancer(StatsRegistry(), random.Random())
-        self.balancer.adopt(config)
+        self.balancer.adopt(config, time.monotonic())
         self.reloader = Reloader(path, self.store, self.balancer, self.notifier)
         self.reloader.remember(text)
         self.drain = Drain()

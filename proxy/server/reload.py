@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from pathlib import Path
 
 import watchfiles
@@ -62,20 +63,43 @@ class Reloader:
     def remember(self, text: str) -> None:
         self._digest = hashlib.sha256(text.encode()).hexdigest()
 
-    async def reload(self, trigger: str) -> bool:
-        """Apply the file if it is valid; keep the running snapshot otherwise. True if applied."""
+    async def reload(self, trigger: str, text: str | None = None) -> bool:
+        """Apply the file (or `text` already read from it) if it is valid; keep the running
+        snapshot otherwise. True if applied."""
         async with self._lock:
             self.notifier.reloading()
-            ok, status = await self._reload(trigger)
+            ok, status = await self._reload(trigger, text)
             self.notifier.ready(status=status)
             return ok
 
-    async def _reload(self, trigger: str) -> tuple[bool, str]:
-        loop = asyncio.get_running_loop()
-        try:
-            text = await loop.run_in_executor(None, self.path.read_text, "utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
+    async def _read(self) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self.path.read_text, "utf-8")
+
+    async def settled(self) -> str | None:
+        """The file's text once it stayed the same for the settle time; None if it is gone.
+
+        A writer that truncates and writes in steps leaves, for a moment, a valid file with
+        less in it; only a file unchanged across `reload_settle_ms` is taken as finished.
+        """
+        before: str | None = None
+        while True:
+            try:
+                text: str | None = await self._read()
+            except (OSError, UnicodeDecodeError):
+                text = None  # mid-rename or being rewritten: look again after the settle time
+            if text is not None and text == before:
+                return text
+            if text is None and before is None and not self.path.exists():
+                return None
+            before = text
+            await asyncio.sleep(self.store.current.server.reload_settle_s)
+
+    async def _reload(self, trigger: str, text: str | None) -> tuple[bool, str]:
+        if text is None:
+            try:
+                text = await self._read()
+            except (OSError, UnicodeDecodeError) as exc:
+                return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:
             return True, self._status("unchanged")
@@ -85,7 +109,7 @@ class Reloader:
             return self._failed(trigger, list(exc.errors))
         old = self.store.current
         # From here to the swap there is no await: requests see either snapshot, never a mix.
-        kept, reset = self.balancer.adopt(new)
+        kept, reset = self.balancer.adopt(new, time.monotonic())
         self.store.swap(new)
         logs.set_secrets(new.secrets)
         self._digest = digest
@@ -133,5 +157,9 @@ class Reloader:
             step=20,
             recursive=False,
         ):
-            if self.path.exists():
+            if self.store.current.server.reload_settle_s > 0:
+                text = await self.settled()
+                if text is not None:
+                    await self.reload("file", text)
+            elif self.path.exists():
                 await self.reload("file")
