@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from proxy.config.compiler import compile_data
 from proxy.config.values import Config, Ejection
 from proxy.routing.stats import (
-    RETIRED_KEEP_S,
     EWMA_DECAY_S,
     FAILURE_DECAY_S,
     IDLE_FORGET_S,
+    RETIRED_KEEP_S,
     Health,
     StatsRegistry,
     Transition,
