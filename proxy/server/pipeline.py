@@ -17,6 +17,7 @@ from proxy.config.values import Endpoint
 from proxy.core.errors import GatewayError, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
+from proxy.core.scrub import scrubbed, scrubber
 from proxy.ops import access, logs
 from proxy.providers.openai_body import peek
 from proxy.routing import failover
@@ -141,13 +142,19 @@ async def respond(
         reply = win.reply
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
-        headers.update(passed_response_headers(reply.headers))
+        # An upstream may echo the credential it was sent (in an error, a header): scrub it.
+        scrub = scrubber(ex.snap.secrets)
+        passed = passed_response_headers(reply.headers)
+        headers.update(scrub.clean_headers(passed) if scrub and passed else passed)
         if not ex.stream or reply.status != 200:
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
+            body = reply.first
             if reply.status < 300:
-                ex.usage = win.provider.usage(reply.first)
+                ex.usage = win.provider.usage(body)
+            elif scrub:
+                body = scrub.clean(body)
             ex.status = reply.status
-            return web.Response(status=reply.status, body=reply.first, headers=headers)
+            return web.Response(status=reply.status, body=body, headers=headers)
         return await _relay(request, gw, ex, win, headers)
 
 
@@ -158,7 +165,7 @@ async def _relay(
     assert reply is not None
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
-    stream_filter = win.provider.stream(win.upstream, ex)
+    stream_filter = scrubbed(win.provider.stream(win.upstream, ex), ex.snap.secrets)
     relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter)
     gw.drain.streams.add(relay)
     try:
