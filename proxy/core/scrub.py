@@ -1,4 +1,4 @@
-"""Credential scrubbing: every credential the gateway holds is replaced before upstream bytes leave."""
+"""Credential scrubbing: every credential the gateway holds is replaced in upstream bytes."""
 
 from __future__ import annotations
 
