@@ -52,8 +52,10 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     ex = _open(request, gw, endpoint)
     gw.drain.enter()
+    receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     try:
         await receive(request, ex)  # body (capped), peek, route            400 / 404 / 413
+        gw.drain.done_receiving(receiving)
         admit(gw, ex)  # virtual key, limits, budget reservation        401 / 403 / 429
         cached = lookup(gw, ex)  # response cache                              hit: answered
         if cached is not None:
@@ -79,6 +81,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         ex.status = 500
         return _error_response(_INTERNAL, ex, gw.drain.draining)
     finally:
+        gw.drain.done_receiving(receiving)
         gw.drain.leave()
         settle(ex)
 

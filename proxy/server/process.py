@@ -140,6 +140,10 @@ class GatewayServer:
             await site.stop()
         if self.runner.server is not None:
             self.runner.server.pre_shutdown()  # close idle keep-alive connections now
+        # Only forwarded requests are drained: one still sending its body is closed now.
+        unreceived = self.drain.stop_receiving()
+        if unreceived:
+            logs.event("unreceived_closed", requests=unreceived)
         drained = await self.drain.wait_idle(timeout_s)
         if not drained:
             ended = self.drain.end_streams()

@@ -1,0 +1,79 @@
+"""Abuse at the edge, through a real process: stalled clients at shutdown, parser rejections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from e2e.e2e_harness import (
+    FakeStarter,
+    GatewayStarter,
+    chat_body,
+    config_dict,
+    upstream_entry,
+    write_config,
+)
+
+pytestmark = pytest.mark.e2e
+pytest_plugins = ("e2e.e2e_fixtures",)
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_sigterm_with_a_stalled_body_and_idle_connections_exits_at_once(
+    tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter
+) -> None:
+    fake = await fake_upstreams("a")
+    path = tmp_path / "gateway.toml"
+    write_config(
+        path,
+        config_dict(
+            {"a": upstream_entry(fake, "m")}, {"chat": {"tiers": [{"a": 1}]}}, drain_timeout_s=60
+        ),
+    )
+    gw = spawn_gateway(path)
+    await gw.wait_ready()
+    body = chat_body("chat", stream=False)
+    # 1. Headers and half the body, then nothing: a stalled client.
+    stalled_r, stalled_w = await _connect(gw.port)
+    stalled_w.write(
+        (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body[: len(body) // 2]
+    )
+    # 2. Half a request line and headers, then nothing.
+    partial_r, partial_w = await _connect(gw.port)
+    partial_w.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+    # 3. An idle keep-alive connection after one answered request.
+    idle_r, idle_w = await _connect(gw.port)
+    idle_w.write(
+        (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    head = await asyncio.wait_for(idle_r.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200")
+    await asyncio.sleep(0.3)  # the stalled request is inside its handler now
+
+    sent = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    assert await gw.wait_exit(timeout_s=2.0) == 0
+    assert time.monotonic() - sent < 2.0
+    for reader in (stalled_r, partial_r):
+        assert await asyncio.wait_for(reader.read(), 1) == b""  # closed, not answered
+    closed = gw.events("unreceived_closed")
+    assert closed and closed[0]["requests"] == 1
+    assert gw.events("stopped")[0]["drained"] is True
+    for w in (stalled_w, partial_w, idle_w):
+        w.close()
+        with contextlib.suppress(OSError):
+            await w.wait_closed()
