@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.config.values import Endpoint
-from proxy.core.errors import GatewayError, model_not_found, too_large
+from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
 from proxy.core.scrub import scrubbed, scrubber
@@ -220,9 +221,13 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise too_large(limit)
     parts: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        parts.append(chunk)
+    try:
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            parts.append(chunk)
+    except HttpProcessingError:
+        # A body the HTTP parser refused (bad chunk framing, short Content-Length): a 400.
+        raise bad_request("The request body is not valid HTTP framing.") from None
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -20,6 +20,7 @@ from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
+from proxy.server.httperrors import GatewayRunner
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
@@ -74,7 +75,7 @@ class GatewayServer:
             send=HTTPSender(self.session),
             drain=self.drain,
         )
-        self.runner = web.AppRunner(
+        self.runner = GatewayRunner(
             build_app(gw),
             handler_cancellation=True,
             access_log=None,

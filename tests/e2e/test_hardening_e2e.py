@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from e2e.e2e_harness import (
     FakeStarter,
@@ -77,3 +78,56 @@ async def test_sigterm_with_a_stalled_body_and_idle_connections_exits_at_once(
         w.close()
         with contextlib.suppress(OSError):
             await w.wait_closed()
+
+
+BIG_HEADER = b"X-Big: " + b"SECRETISH" * 11_200 + b"\r\n"  # ~100 KB
+MANY_HEADERS = b"".join(b"X-SECRETISH-%d: v\r\n" % i for i in range(200))
+CL_AND_TE = b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\nX-SECRETISH: 1\r\n"
+BAD_CHUNKS = b"Transfer-Encoding: chunked\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "body", "status"),
+    [
+        ("100 KB header", BIG_HEADER, b"", 431),
+        ("200 headers", MANY_HEADERS, b"", 431),
+        ("CL and TE", CL_AND_TE, b"0\r\n\r\n", 400),
+        ("bad chunk size", BAD_CHUNKS, b"zz\r\nSECRETISH\r\n0\r\n\r\n", 400),
+    ],
+)
+async def test_requests_the_http_parser_refuses_get_openai_shaped_errors(
+    tmp_path: Path,
+    fake_upstreams: FakeStarter,
+    spawn_gateway: GatewayStarter,
+    name: str,
+    headers: bytes,
+    body: bytes,
+    status: int,
+) -> None:
+    fake = await fake_upstreams("a")
+    path = tmp_path / "gateway.toml"
+    write_config(
+        path, config_dict({"a": upstream_entry(fake, "m")}, {"chat": {"tiers": [{"a": 1}]}})
+    )
+    gw = spawn_gateway(path)
+    await gw.wait_ready()
+    reader, writer = await _connect(gw.port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + body)
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode(), (name, raw[:300])
+    assert b"application/json" in head.lower()
+    error = orjson.loads(payload)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert b"SECRETISH" not in raw  # nothing of the input is reflected
+    await asyncio.sleep(0.2)
+    gw.signal(signal.SIGTERM)
+    assert await gw.wait_exit(timeout_s=5.0) == 0
+    rejected = gw.events("http_request_rejected")
+    assert len(rejected) == 1 and rejected[0]["status"] == status, gw.output()
+    if status == 431:
+        assert error["code"] == "request_header_too_large"
+    assert not [line for line in gw.stderr if line.strip()], gw.output()  # no plain-text errors
+    assert all(line.obj is not None for line in gw.snapshot()), gw.output()  # only JSON lines
+    assert "SECRETISH" not in gw.output()
