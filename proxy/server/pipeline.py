@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -23,10 +24,13 @@ from proxy.ops import access, logs
 from proxy.providers.openai_body import peek
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay
 
+BUFFER_AT = 1 << 20
+"""Bodies of known length above this are read into one preallocated buffer."""
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
 )
@@ -54,8 +58,9 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     ex = _open(request, gw, endpoint)
     gw.drain.enter()
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
+    claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
     try:
-        await receive(request, ex)  # body (capped), peek, route            400 / 404 / 413
+        await receive(request, ex, claim)  # body (capped), peek, route   400 / 404 / 413 / 503
         gw.drain.done_receiving(receiving)
         admit(gw, ex)  # virtual key, limits, budget reservation        401 / 403 / 429
         cached = lookup(gw, ex)  # response cache                              hit: answered
@@ -82,6 +87,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         ex.status = 500
         return _error_response(_INTERNAL, ex, gw.drain.draining)
     finally:
+        claim.release()
         gw.drain.done_receiving(receiving)
         gw.drain.leave()
         settle(ex)
@@ -100,9 +106,9 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
     )
 
 
-async def receive(request: web.Request, ex: Exchange) -> None:
-    """Read the body within the snapshot's cap, peek at what routing needs, find the route."""
-    ex.body = await _read_body(request, ex.snap.server.max_body_bytes)
+async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
+    """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
+    ex.body = await _read_body(request, ex.snap.server.max_body_bytes, claim)
     ex.peek = pk = peek(ex.body)
     route = ex.snap.routes.get(pk.model)
     if route is None:
@@ -215,19 +221,44 @@ def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Resp
     return web.Response(status=exc.status, body=exc.body(), headers=headers)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    parts: list[bytes] = []
-    size = 0
     try:
+        if length is not None:
+            claim.grow(length)  # the global bound on body memory, before reading a byte
+            if length > BUFFER_AT:
+                return await _read_into(request, length)
+        parts: list[bytes] = []
+        size = 0
         while chunk := await request.content.readany():
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
+            if length is None:
+                claim.grow(len(chunk))
             parts.append(chunk)
     except HttpProcessingError:
         # A body the HTTP parser refused (bad chunk framing, short Content-Length): a 400.
         raise bad_request("The request body is not valid HTTP framing.") from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _read_into(request: web.Request, length: int) -> bytes:
+    """A large body of known length, read into one buffer: no list of chunks joined at the
+    end, which would hold the body twice for a moment."""
+    buf = bytearray(length)
+    view = memoryview(buf)
+    at = 0
+    while chunk := await request.content.readany():
+        end = at + len(chunk)
+        if end > length:
+            raise bad_request("The request body is longer than its Content-Length.")
+        view[at:end] = chunk
+        at = end
+    if at != length:
+        raise bad_request("The request body is shorter than its Content-Length.")
+    view.release()
+    # Read-only from here on; bytes and bytearray offer the same read API to every consumer.
+    return cast(bytes, buf)

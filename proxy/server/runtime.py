@@ -14,6 +14,7 @@ from proxy.config.values import Config
 from proxy.core.failures import FailureKind
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
+from proxy.server.inflightbodies import InflightBodies
 from proxy.transport.relay import StreamRelay
 
 FINAL_GRACE_S = 5.0
@@ -124,6 +125,8 @@ class Gateway:
     send: Send
     """The transport seam: how attempts reach upstreams."""
     drain: Drain
+    bodies: InflightBodies = field(default_factory=InflightBodies)
+    """Request-body bytes held by all requests in flight, bounded by the snapshot."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 

@@ -14,6 +14,7 @@ from proxy.config.values import Timeouts
 from proxy.core.failures import FailureKind
 from proxy.providers.base import UpstreamRequest
 from proxy.routing.send import AttemptFailed
+from proxy.transport.bodies import upstream_body
 
 ERROR_BODY_LIMIT = 256 * 1024
 """Upstream error bodies are read up to this size (they are small JSON)."""
@@ -86,7 +87,7 @@ class HTTPSender:
             async with asyncio.timeout(t.ttfb_s) as deadline:
                 resp = await self.session.post(
                     upstream_url(request.url),
-                    data=request.body,
+                    data=upstream_body(request.body),
                     headers=request.headers,
                     allow_redirects=False,
                     timeout=client_timeout(t),
