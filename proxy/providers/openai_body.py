@@ -121,7 +121,10 @@ def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
     include_obfuscation and co).
     """
     if not has_stream_options:
-        end = body.rstrip().rfind(b"}")
+        end = len(body)
+        while end > 0 and body[end - 1] in b" \t\r\n":  # not rstrip(): no copy of the body
+            end -= 1
+        end = body.rfind(b"}", 0, end)
         if end > 0:
             head = end
             while head > 0 and body[head - 1] in b" \t\r\n":
