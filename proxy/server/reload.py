@@ -79,20 +79,27 @@ class Reloader:
         """The file's text once it stayed the same for the settle time; None if it is gone.
 
         A writer that truncates and writes in steps leaves, for a moment, a valid file with
-        less in it; only a file unchanged across `reload_settle_ms` is taken as finished.
+        less in it; only content unchanged for `reload_settle_ms` is taken as finished. The
+        file is re-read every fifth of that time, so the wait ends one settle time after the
+        last change, whatever the rhythm of the writer.
         """
-        before: str | None = None
+        loop = asyncio.get_running_loop()
+        settle = self.store.current.server.reload_settle_s
+        text = await self._read_or_none()
+        since = loop.time()
         while True:
-            try:
-                text: str | None = await self._read()
-            except (OSError, UnicodeDecodeError):
-                text = None  # mid-rename or being rewritten: look again after the settle time
-            if text is not None and text == before:
+            await asyncio.sleep(settle / 5)
+            again = await self._read_or_none()
+            if again != text:
+                text, since = again, loop.time()
+            elif loop.time() - since >= settle:
                 return text
-            if text is None and before is None and not self.path.exists():
-                return None
-            before = text
-            await asyncio.sleep(self.store.current.server.reload_settle_s)
+
+    async def _read_or_none(self) -> str | None:
+        try:
+            return await self._read()
+        except (OSError, UnicodeDecodeError):
+            return None  # missing (mid-rename) or being rewritten: looked at again
 
     async def _reload(self, trigger: str, text: str | None) -> tuple[bool, str]:
         if text is None:

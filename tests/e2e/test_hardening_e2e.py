@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from e2e.e2e_harness import (
@@ -16,6 +18,7 @@ from e2e.e2e_harness import (
     chat_body,
     config_dict,
     upstream_entry,
+    wait_until,
     write_config,
 )
 
@@ -131,3 +134,62 @@ async def test_requests_the_http_parser_refuses_get_openai_shaped_errors(
     assert not [line for line in gw.stderr if line.strip()], gw.output()  # no plain-text errors
     assert all(line.obj is not None for line in gw.snapshot()), gw.output()  # only JSON lines
     assert "SECRETISH" not in gw.output()
+
+
+def two_part_config(a_url: str, b_url: str, weight: int) -> tuple[str, str]:
+    """gateway.toml in two parts; the first alone is a valid file without route `late`."""
+    head = (
+        '[server]\nlisten = "127.0.0.1:0"\nwatch = true\nreload_settle_ms = 1500\n'
+        "drain_timeout_s = 2\n\n"
+        f'[upstreams.a]\nbase_url = "{a_url}"\nmodel = "m-a"\n\n'
+        f"[routes.chat]\ntiers = [{{ a = {weight} }}]\n\n"
+    )
+    tail = (
+        f'[upstreams.b]\nbase_url = "{b_url}"\nmodel = "m-b"\n\n'
+        f"[routes.late]\ntiers = [{{ b = {weight} }}]\n"
+    )
+    return head, tail
+
+
+async def test_a_config_written_in_two_steps_under_load_loses_no_request(
+    tmp_path: Path, fake_upstreams: FakeStarter, spawn_gateway: GatewayStarter
+) -> None:
+    a, b = await fake_upstreams("a"), await fake_upstreams("b")
+    path = tmp_path / "gateway.toml"
+    path.write_text("".join(two_part_config(a.base_url, b.base_url, 1)))
+    gw = spawn_gateway(path)
+    await gw.wait_ready()
+    mark = gw.mark()
+    statuses: Counter[int] = Counter()
+    done = asyncio.Event()
+
+    async def client(session: aiohttp.ClientSession, model: str) -> None:
+        body = chat_body(model, stream=False)
+        while not done.is_set():
+            async with session.post(gw.address + "/v1/chat/completions", data=body) as r:
+                await r.read()
+                statuses[r.status] += 1
+
+    async def writer() -> None:
+        for n, (weight, pause) in enumerate(((2, 0.4), (3, 1.0), (4, 0.7)), start=1):
+            head, tail = two_part_config(a.base_url, b.base_url, weight)
+            with path.open("w") as f:  # truncate, half, pause, the rest
+                f.write(head)
+                f.flush()
+                await asyncio.sleep(pause)
+                f.write(tail)
+            # One settle time later the whole file is applied, and only it.
+            await wait_until(
+                "the reload", lambda n=n: len(gw.events("config_reloaded", mark)) >= n, 8
+            )
+        await asyncio.sleep(0.5)
+        done.set()
+
+    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+        await asyncio.gather(writer(), *(client(session, m) for m in ("chat", "late") * 4))
+    reloads = gw.events("config_reloaded", mark)
+    assert len(reloads) == 3, gw.output()
+    assert all("routes_removed" not in r and "upstreams_removed" not in r for r in reloads)
+    assert all(r["stats_reset"] == [] for r in reloads)
+    assert set(statuses) == {200}, statuses
+    assert statuses[200] > 100
