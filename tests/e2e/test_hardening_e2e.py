@@ -7,6 +7,7 @@ import contextlib
 import signal
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -170,6 +171,9 @@ async def test_a_config_written_in_two_steps_under_load_loses_no_request(
                 await r.read()
                 statuses[r.status] += 1
 
+    def reloaded(n: int) -> bool:
+        return len(gw.events("config_reloaded", mark)) >= n
+
     async def writer() -> None:
         for n, (weight, pause) in enumerate(((2, 0.4), (3, 1.0), (4, 0.7)), start=1):
             head, tail = two_part_config(a.base_url, b.base_url, weight)
@@ -179,9 +183,7 @@ async def test_a_config_written_in_two_steps_under_load_loses_no_request(
                 await asyncio.sleep(pause)
                 f.write(tail)
             # One settle time later the whole file is applied, and only it.
-            await wait_until(
-                "the reload", lambda n=n: len(gw.events("config_reloaded", mark)) >= n, 8
-            )
+            await wait_until("the reload", partial(reloaded, n), 8)
         await asyncio.sleep(0.5)
         done.set()
 
