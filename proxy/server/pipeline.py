@@ -260,5 +260,7 @@ async def _read_into(request: web.Request, length: int) -> bytes:
     if at != length:
         raise bad_request("The request body is shorter than its Content-Length.")
     view.release()
-    # Read-only from here on; bytes and bytearray offer the same read API to every consumer.
+    # Never written again, and bytearray reads like bytes for every consumer (find, slices,
+    # orjson, hashlib, aiohttp); converting would copy the body once more. It is not hashable:
+    # a key derived from a body is a digest, never the body itself.
     return cast(bytes, buf)
