@@ -166,7 +166,8 @@ class Reloader:
         ):
             if self.store.current.server.reload_settle_s > 0:
                 text = await self.settled()
-                if text is not None:
+                # Events that came during the settle time lead here again with the same text.
+                if text is not None and hashlib.sha256(text.encode()).hexdigest() != self._digest:
                     await self.reload("file", text)
             elif self.path.exists():
                 await self.reload("file")
