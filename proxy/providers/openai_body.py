@@ -12,6 +12,10 @@ FULL_PARSE_LIMIT = 1 << 20
 """Bodies up to this size are parsed whole (and so fully validated); larger ones (base64
 images, long documents) are scanned for the few top-level keys the gateway reads, which
 builds no copy of the big strings and keeps the event loop free; the upstream validates."""
+DENSE_QUOTES = 8192
+"""...unless their first MiB holds more quotes than this: the scan costs about 1 us per string
+(a 60 MiB image: 5 ms against 120 ms for a parse; 20,000 short messages in 2.6 MiB: 69 ms
+against 13 ms), so a body made of many small strings is parsed whole after all."""
 
 _PEEKED = frozenset({b"model", b"stream", b"stream_options"})
 
@@ -20,7 +24,7 @@ def peek(body: bytes) -> Peek:
     """Validate that the body is a JSON object with a string `model`; read `stream`."""
     if not body:
         raise bad_request("The request body is empty; expected a JSON object.")
-    data = _scan(body) if len(body) > FULL_PARSE_LIMIT else _parse(body)
+    data = _scan(body) if scannable(body) else _parse(body)
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("`model` is required and must be a non-empty string.", "model")
@@ -37,6 +41,11 @@ def peek(body: bytes) -> Peek:
         include_usage=include_usage,
         has_stream_options=options is not None,
     )
+
+
+def scannable(body: bytes) -> bool:
+    """Large, and made of few strings: cheaper to scan than to parse."""
+    return len(body) > FULL_PARSE_LIMIT and body.count(b'"', 0, FULL_PARSE_LIMIT) < DENSE_QUOTES
 
 
 def _parse(body: bytes) -> dict[str, object]:
@@ -65,36 +74,54 @@ def rewrite_model(body: bytes, old: str, new: str) -> bytes:
     """Replace the top-level model value without re-encoding the rest of the body.
 
     Inside JSON strings a quote is always escaped, so a bare `"model"` in the bytes is a key.
-    When it occurs once and is followed by exactly the encoding of `old`, splice there;
-    otherwise (nested "model" keys, escaped spellings) the scanner finds the top-level value,
-    and only a body it cannot read is re-encoded. The splice is one copy of the body (no
+    When it occurs once and is followed by exactly the encoding of `old`, splice there.
+    Otherwise (nested "model" keys, escaped key spellings) a large body is scanned for its
+    top-level value and a small one re-encoded. The splice is one copy of the body (no
     intermediate slices): bodies can be tens of MB.
     """
     if old == new:
         return body
-    span = _model_span(body, old)
-    if span is not None:
-        view = memoryview(body)
-        return b"".join((view[: span[0]], orjson.dumps(new), view[span[1] :]))
+    at = body.find(_MODEL_KEY)
+    span = (
+        _value_after(body, at + 7, old) if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0 else None
+    )
+    if span is not None and body.find(b"\\u", 0, at) < 0:
+        return _splice(body, span, new)
+    if scannable(body):
+        span = _scanned_model(body)
+        if span is not None:
+            return _splice(body, span, new)
+    elif span is not None:
+        # A top-level key spelled with escapes ("mod\\u0065l") would leave the only plain
+        # "model" nested; only then is the splice checked by a full parse.
+        out = _splice(body, span, new)
+        if _model_of(out) == new:
+            return out
     data = orjson.loads(body)
     data["model"] = new
     return orjson.dumps(data)
 
 
-def _model_span(body: bytes, old: str) -> tuple[int, int] | None:
-    at = body.find(_MODEL_KEY)
-    if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0 and body.find(b"\\u", 0, at) < 0:
-        i = at + 7
-        n = len(body)
-        while i < n and body[i] in b" \t\r\n":
-            i += 1
-        if i < n and body[i] == 58:  # ":"
-            i += 1
-            while i < n and body[i] in b" \t\r\n":
-                i += 1
-            old_json = orjson.dumps(old)
-            if body.startswith(old_json, i):
-                return i, i + len(old_json)
+def _splice(body: bytes, span: tuple[int, int], new: str) -> bytes:
+    view = memoryview(body)
+    return b"".join((view[: span[0]], orjson.dumps(new), view[span[1] :]))
+
+
+def _value_after(body: bytes, i: int, old: str) -> tuple[int, int] | None:
+    """Where `old`'s JSON encoding sits after the key ending at `i` (`: "old"`), if it does."""
+    n = len(body)
+    while i < n and body[i] in b" \t\r\n":
+        i += 1
+    if i >= n or body[i] != 58:  # ":"
+        return None
+    i += 1
+    while i < n and body[i] in b" \t\r\n":
+        i += 1
+    old_json = orjson.dumps(old)
+    return (i, i + len(old_json)) if body.startswith(old_json, i) else None
+
+
+def _scanned_model(body: bytes) -> tuple[int, int] | None:
     try:
         spans = top_level_values(body, _MODEL_ONLY)
     except ScanError:
@@ -107,6 +134,11 @@ def _model_span(body: bytes, old: str) -> tuple[int, int] | None:
     while b > a and body[b - 1] in b" \t\r\n":
         b -= 1
     return a, b
+
+
+def _model_of(body: bytes) -> object:
+    data = orjson.loads(body)
+    return data.get("model") if isinstance(data, dict) else None
 
 
 _MODEL_ONLY = frozenset({b"model"})

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from proxy.core.errors import GatewayError
 from proxy.providers.jsonscan import ScanError, top_level_values
-from proxy.providers.openai_body import FULL_PARSE_LIMIT, ask_for_usage, peek, rewrite_model
+from proxy.providers.openai_body import (
+    FULL_PARSE_LIMIT,
+    ask_for_usage,
+    peek,
+    rewrite_model,
+    scannable,
+)
 
 WANTED = frozenset({b"model", b"stream", b"stream_options"})
 scalars = (
@@ -95,3 +101,20 @@ def test_large_bodies_are_rewritten_by_splicing_the_top_level_model() -> None:
     streamed = ask_for_usage(out, has_stream_options=False)
     assert streamed == out[:-1] + b',"stream_options":{"include_usage":true}}'
     assert orjson.loads(streamed)["stream_options"] == {"include_usage": True}
+
+
+def test_a_large_body_of_many_small_strings_is_parsed_whole_instead() -> None:
+    body = orjson.dumps(
+        {
+            "messages": [{"role": "user", "content": "hi"}] * 60_000,
+            "tools": [{"function": {"parameters": {"model": 1}}}],
+            "model": "chat",
+        }
+    )
+    assert len(body) > FULL_PARSE_LIMIT
+    assert not scannable(body)
+    assert scannable(big())
+    assert peek(body).model == "chat"
+    out = rewrite_model(body, "chat", "gpt-x")  # "model" twice: re-encoded, as for small ones
+    assert orjson.loads(out)["model"] == "gpt-x"
+    assert orjson.loads(out)["tools"] == [{"function": {"parameters": {"model": 1}}}]
