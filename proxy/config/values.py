@@ -174,6 +174,10 @@ class Server:
     """SQLite usage ledger, relative to gateway.toml's folder; None: no ledger."""
     budget_webhook: str | None = setting(None)
     """URL POSTed once per period when a key or team passes its soft budget threshold."""
+    reload_settle_s: float = setting(0.3, "reload_settle_ms", lo=0, unit=0.001)
+    """A changed file is applied only once its content stayed the same this long."""
+    max_inflight_body_bytes: int = setting(256 * 2**20, "max_inflight_body_mb", lo=1, unit=2**20)
+    """Request bodies held at once, all requests together; beyond it large ones get a 503."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -239,7 +239,11 @@ def access(fields: dict[str, object], *, warning: bool = False) -> None:
 
 def attempt_failed(request_id: str, upstream: str, kind: FailureKind, detail: str) -> None:
     _Logger.current.warning(
-        "attempt_failed", request_id=request_id, upstream=upstream, failure=kind, detail=detail
+        "attempt_failed",
+        request_id=request_id,
+        upstream=upstream,
+        failure=kind,
+        detail=REDACTOR.scrub(detail),
     )
 
 

@@ -6,6 +6,20 @@ import orjson
 
 from proxy.core.errors import bad_request
 from proxy.core.exchange import Peek
+from proxy.providers.jsonscan import ScanError, top_level_values
+
+FULL_PARSE_LIMIT = 1 << 20
+"""Bodies up to this size are parsed whole (and so fully validated); larger ones (base64
+images, long documents) are scanned for the few top-level keys the gateway reads, which
+builds no copy of the big strings and keeps the event loop free; the upstream validates."""
+DENSE_QUOTES = 8192
+"""...unless their first MiB holds more quotes than this: the scan costs about 1 us per string
+(a 60 MiB image: 5 ms against 120 ms for a parse; 20,000 short messages in 2.6 MiB: 69 ms
+against 13 ms), so a body made of many small strings is parsed whole after all."""
+
+_PEEKED = frozenset(
+    {b"model", b"stream", b"stream_options", b"max_tokens", b"max_completion_tokens"}
+)
 
 
 def peek(body: bytes) -> Peek:
@@ -21,12 +35,11 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
     `model` and `stream` the gateway routed on, not on another copy."""
     if not body:
         raise bad_request("The request body is empty; expected a JSON object.")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise bad_request("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise bad_request("The request body must be a JSON object.")
+    scanned = scannable(body)
+    data = _scan(body) if scanned else _parse(body)
+    repeat = _may_repeat_a_routing_key(body, data)
+    if repeat and scanned:
+        data = _parse(body)  # rare: the whole object is needed to forward it re-encoded
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("`model` is required and must be a non-empty string.", "model")
@@ -49,7 +62,31 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
         has_stream_options=options is not None,
         max_tokens=max_tokens,
     )
-    return pk, orjson.dumps(data) if _may_repeat_a_routing_key(body, data) else body
+    return pk, orjson.dumps(data) if repeat else body
+
+
+def scannable(body: bytes) -> bool:
+    """Large, and made of few strings: cheaper to scan than to parse."""
+    return len(body) > FULL_PARSE_LIMIT and body.count(b'"', 0, FULL_PARSE_LIMIT) < DENSE_QUOTES
+
+
+def _parse(body: bytes) -> dict[str, object]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return data
+
+
+def _scan(body: bytes) -> dict[str, object]:
+    """The peeked keys of a large body, each value parsed alone (they are small)."""
+    try:
+        spans = top_level_values(body, _PEEKED)
+        return {key.decode(): orjson.loads(body[a:b]) for key, (a, b) in spans.items()}
+    except (ScanError, orjson.JSONDecodeError):
+        raise bad_request("The request body is not valid JSON.") from None
 
 
 _MODEL_KEY = b'"model"'
@@ -71,48 +108,96 @@ def rewrite_model(body: bytes, old: str, new: str) -> bytes:
     """Replace the top-level model value without re-encoding the rest of the body.
 
     Inside JSON strings a quote is always escaped, so a bare `"model"` in the bytes is a key.
-    When it occurs once and is followed by exactly the encoding of `old`, splice; otherwise
-    (nested "model" keys, unusual escapes) fall back to a full re-encode.
+    When it occurs once and is followed by exactly the encoding of `old`, splice there.
+    Otherwise (nested "model" keys, escaped key spellings) a large body is scanned for its
+    top-level value and a small one re-encoded. The splice is one copy of the body (no
+    intermediate slices): bodies can be tens of MB.
     """
     if old == new:
         return body
     at = body.find(_MODEL_KEY)
-    if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0:
-        i = at + 7
-        n = len(body)
-        while i < n and body[i] in b" \t\r\n":
-            i += 1
-        if i < n and body[i] == 58:  # ":"
-            i += 1
-            while i < n and body[i] in b" \t\r\n":
-                i += 1
-            old_json = orjson.dumps(old)
-            if body.startswith(old_json, i):
-                out = body[:i] + orjson.dumps(new) + body[i + len(old_json) :]
-                # A top-level key spelled with escapes ("mod\u0065l") would leave the only
-                # plain "model" nested; only then is the splice checked by a full parse.
-                if body.find(b"\\u", 0, at) < 0 or _model_of(out) == new:
-                    return out
+    span = (
+        _value_after(body, at + 7, old) if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0 else None
+    )
+    if span is not None and body.find(b"\\u", 0, at) < 0:
+        return _splice(body, span, new)
+    if scannable(body):
+        span = _scanned_model(body)
+        if span is not None:
+            return _splice(body, span, new)
+    elif span is not None:
+        # A top-level key spelled with escapes ("mod\\u0065l") would leave the only plain
+        # "model" nested; only then is the splice checked by a full parse.
+        out = _splice(body, span, new)
+        if _model_of(out) == new:
+            return out
     data = orjson.loads(body)
     data["model"] = new
     return orjson.dumps(data)
 
 
+def _splice(body: bytes, span: tuple[int, int], new: str) -> bytes:
+    view = memoryview(body)
+    return b"".join((view[: span[0]], orjson.dumps(new), view[span[1] :]))
+
+
+def _value_after(body: bytes, i: int, old: str) -> tuple[int, int] | None:
+    """Where `old`'s JSON encoding sits after the key ending at `i` (`: "old"`), if it does."""
+    n = len(body)
+    while i < n and body[i] in b" \t\r\n":
+        i += 1
+    if i >= n or body[i] != 58:  # ":"
+        return None
+    i += 1
+    while i < n and body[i] in b" \t\r\n":
+        i += 1
+    old_json = orjson.dumps(old)
+    return (i, i + len(old_json)) if body.startswith(old_json, i) else None
+
+
+def _scanned_model(body: bytes) -> tuple[int, int] | None:
+    try:
+        spans = top_level_values(body, _MODEL_ONLY)
+    except ScanError:
+        return None
+    if b"model" not in spans:
+        return None
+    a, b = spans[b"model"]
+    while a < b and body[a] in b" \t\r\n":
+        a += 1
+    while b > a and body[b - 1] in b" \t\r\n":
+        b -= 1
+    return a, b
+
+
+def _model_of(body: bytes) -> object:
+    data = orjson.loads(body)
+    return data.get("model") if isinstance(data, dict) else None
+
+
+_MODEL_ONLY = frozenset({b"model"})
 _USAGE_OPTION = b'"stream_options":{"include_usage":true}'
 
 
 def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
     """Add `stream_options.include_usage` so a stream reports its tokens (for metering).
 
-    Without stream_options in the body the option is spliced before the closing brace;
-    otherwise the object is merged through a re-encode (rare: include_obfuscation and co).
+    Without stream_options in the body the option is spliced before the closing brace (one
+    copy of the body); otherwise the object is merged through a re-encode (rare:
+    include_obfuscation and co).
     """
     if not has_stream_options:
-        end = body.rstrip().rfind(b"}")
+        end = len(body)
+        while end > 0 and body[end - 1] in b" \t\r\n":  # not rstrip(): no copy of the body
+            end -= 1
+        end = body.rfind(b"}", 0, end)
         if end > 0:
-            head = body[:end].rstrip()
-            sep = b"" if head.endswith(b"{") else b","
-            return head + sep + _USAGE_OPTION + body[end:]
+            head = end
+            while head > 0 and body[head - 1] in b" \t\r\n":
+                head -= 1
+            sep = b"" if body[head - 1] == 123 else b","  # "{": an empty object
+            view = memoryview(body)
+            return b"".join((view[:head], sep, _USAGE_OPTION, view[end:]))
     data = orjson.loads(body)
     options = data.get("stream_options")
     data["stream_options"] = {
@@ -120,8 +205,3 @@ def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
         "include_usage": True,
     }
     return orjson.dumps(data)
-
-
-def _model_of(body: bytes) -> object:
-    data = orjson.loads(body)
-    return data.get("model") if isinstance(data, dict) else None

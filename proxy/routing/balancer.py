@@ -65,11 +65,11 @@ class Balancer:
         self._tiers[tier.key] = state
         return state
 
-    def adopt(self, config: Config) -> tuple[list[str], list[str]]:
+    def adopt(self, config: Config, now: float = 0.0) -> tuple[list[str], list[str]]:
         """After a reload: keep stats of unchanged upstreams, drop state of vanished tiers."""
         live = {t.key for r in config.routes.values() for t in r.tiers}
         self._tiers = {k: v for k, v in self._tiers.items() if k in live}
-        return self.registry.reconcile(config.upstreams.values())
+        return self.registry.reconcile(config.upstreams.values(), now)
 
     def choose(
         self,

@@ -213,15 +213,21 @@ class UpstreamStats:
         return max(until - now, 0.0)
 
 
+RETIRED_KEEP_S = 300.0
+"""How long the stats of an upstream removed by a reload are kept in case it comes back."""
+
+
 class StatsRegistry:
     """All upstream stats of this process, keyed by upstream name; survives reloads."""
 
-    __slots__ = ("_by_name", "_defined")
+    __slots__ = ("_by_name", "_defined", "_retired")
 
     def __init__(self) -> None:
         self._by_name: dict[str, UpstreamStats] = {}
         self._defined: dict[str, Upstream] = {}
-        """The definition each upstream had at the last reconcile."""
+        """The definition each upstream had when last seen in a snapshot."""
+        self._retired: dict[str, tuple[UpstreamStats, float]] = {}
+        """Stats of upstreams a reload removed, with when: they come back if it returns."""
 
     def get(self, up: Upstream) -> UpstreamStats:
         st = self._by_name.get(up.name)
@@ -230,19 +236,26 @@ class StatsRegistry:
         # Only reached by a request still running on a snapshot older than the last reload.
         return UpstreamStats(up.name, up.fingerprint, up.ejection)
 
-    def reconcile(self, upstreams: Iterable[Upstream]) -> tuple[list[str], list[str]]:
+    def reconcile(
+        self, upstreams: Iterable[Upstream], now: float = 0.0
+    ) -> tuple[list[str], list[str]]:
         """Keep stats of unchanged upstreams, start fresh for new or changed ones.
 
-        Returns (kept, reset) upstream names. A kept upstream whose definition changed in any
-        other way (timeouts, ejection, options) loses its 429 pause: the operator changed it.
+        A kept upstream whose definition changed in any other way (timeouts, ejection,
+        options) loses its 429 pause: the operator changed it. An upstream that vanishes is
+        kept aside for RETIRED_KEEP_S: a file written in two steps, or an upstream commented
+        out and back, must not lose its ejection or latency. Returns (kept, reset) names.
         """
         fresh: dict[str, UpstreamStats] = {}
         kept: list[str] = []
         reset: list[str] = []
-        defined: dict[str, Upstream] = {}
+        self._retired = {
+            name: (st, at) for name, (st, at) in self._retired.items() if now - at < RETIRED_KEEP_S
+        }
         for up in upstreams:
-            defined[up.name] = up
             old = self._by_name.get(up.name)
+            if old is None:
+                old = self._retired.pop(up.name, (None, now))[0]
             if old is not None and old.fingerprint == up.fingerprint:
                 if self._defined.get(up.name, up) != up:
                     old.clear_pause()
@@ -252,6 +265,12 @@ class StatsRegistry:
             else:
                 fresh[up.name] = UpstreamStats(up.name, up.fingerprint, up.ejection)
                 reset.append(up.name)
+            self._defined[up.name] = up
+        for name, st in self._by_name.items():
+            if name not in fresh:
+                self._retired[name] = (st, now)
         self._by_name = fresh
-        self._defined = defined
+        self._defined = {
+            name: up for name, up in self._defined.items() if name in fresh or name in self._retired
+        }
         return kept, reset

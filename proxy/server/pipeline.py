@@ -10,23 +10,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.config.values import Endpoint
-from proxy.core.errors import GatewayError, model_not_found, too_large
+from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
+from proxy.core.scrub import scrubbed, scrubber
 from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
 from proxy.ops import access, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
 
+BUFFER_AT = 1 << 20
+"""Bodies of known length above this are read into one preallocated buffer."""
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
 )
@@ -53,9 +59,12 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     ex = _open(request, gw, endpoint)
     gw.drain.enter()
+    receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
+    claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
     try:
         key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
-        await receive(request, ex)  # body (capped), peek, route            400 / 404 / 413
+        await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
+        gw.drain.done_receiving(receiving)
         await admit(gw, ex, key)  # route allowed, limits, budget reservation    403 / 429
         cached = lookup(gw, ex)  # response cache                              hit: answered
         if cached is not None:
@@ -84,6 +93,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         ex.error_code = _INTERNAL.code
         return _error_response(_INTERNAL, ex, gw.drain.draining)
     finally:
+        claim.release()
+        gw.drain.done_receiving(receiving)
         try:
             await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
         finally:
@@ -107,10 +118,11 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
     )
 
 
-async def receive(request: web.Request, ex: Exchange) -> None:
-    """Read the body within the snapshot's cap, peek at what routing needs, find the route."""
+async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
+    """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
+    body = await _read_body(request, ex.snap.server.max_body_bytes, claim)
     # The body forwarded is the one the gateway understood (a duplicated key collapsed).
-    pk, ex.body = peek_body(await _read_body(request, ex.snap.server.max_body_bytes))
+    pk, ex.body = peek_body(body)
     ex.peek = pk
     route = ex.snap.routes.get(pk.model)
     if route is None:
@@ -152,15 +164,21 @@ async def respond(
         reply = win.reply
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
-        headers.update(passed_response_headers(reply.headers))
+        # An upstream may echo the credential it was sent (in an error, a header): scrub it.
+        scrub = scrubber(ex.snap.secrets)
+        passed = passed_response_headers(reply.headers)
+        headers.update(scrub.clean_headers(passed) if scrub and passed else passed)
         if not ex.stream or reply.status != 200 or answered_whole(reply.headers):
             headers["Content-Type"] = reply.headers.get("Content-Type", "application/json")
+            body = reply.first
             if reply.status < 300:
-                ex.usage = usage = win.provider.usage(reply.first)
-                ex.out_tokens_guess = tokens_of(len(reply.first))
+                ex.usage = usage = win.provider.usage(body)
+                ex.out_tokens_guess = tokens_of(len(body))
                 headers["x-gateway-cost-usd"] = f"{gw.governor.cost_of(ex, usage):.8f}"
+            elif scrub:
+                body = scrub.clean(body)
             ex.status = reply.status
-            return web.Response(status=reply.status, body=reply.first, headers=headers)
+            return web.Response(status=reply.status, body=body, headers=headers)
         return await _relay(request, gw, ex, win, headers)
 
 
@@ -171,7 +189,7 @@ async def _relay(
     assert reply is not None
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
-    stream_filter = win.provider.stream(win.upstream, ex)
+    stream_filter = scrubbed(win.provider.stream(win.upstream, ex), ex.snap.secrets)
     relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter, win.provider.progress())
     gw.drain.streams.add(relay)
     try:
@@ -219,15 +237,46 @@ def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Resp
     return web.Response(status=exc.status, body=exc.body(), headers=headers)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        parts.append(chunk)
+    try:
+        if length is not None:
+            claim.grow(length)  # the global bound on body memory, before reading a byte
+            if length > BUFFER_AT:
+                return await _read_into(request, length)
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            if length is None:
+                claim.grow(len(chunk))
+            parts.append(chunk)
+    except HttpProcessingError:
+        # A body the HTTP parser refused (bad chunk framing, short Content-Length): a 400.
+        raise bad_request("The request body is not valid HTTP framing.") from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _read_into(request: web.Request, length: int) -> bytes:
+    """A large body of known length, read into one buffer: no list of chunks joined at the
+    end, which would hold the body twice for a moment."""
+    buf = bytearray(length)
+    view = memoryview(buf)
+    at = 0
+    while chunk := await request.content.readany():
+        end = at + len(chunk)
+        if end > length:
+            raise bad_request("The request body is longer than its Content-Length.")
+        view[at:end] = chunk
+        at = end
+    if at != length:
+        raise bad_request("The request body is shorter than its Content-Length.")
+    view.release()
+    # Never written again, and bytearray reads like bytes for every consumer (find, slices,
+    # orjson, hashlib, aiohttp); converting would copy the body once more. It is not hashable:
+    # a key derived from a body is a digest, never the body itself.
+    return cast(bytes, buf)

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
 from proxy.server.governance import load_keys, open_governor, warn_if_open
+from proxy.server.httperrors import GatewayRunner
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -71,7 +73,7 @@ class GatewayServer:
         )
         self.store = ConfigStore(config)
         self.balancer = Balancer(StatsRegistry(), random.Random(), shipped())
-        self.balancer.adopt(config)
+        self.balancer.adopt(config, time.monotonic())
         self.reloader = Reloader(path, self.store, self.balancer, self.notifier, compiler)
         self.on_ready = on_ready
         self.reloader.remember(text)
@@ -99,7 +101,7 @@ class GatewayServer:
             governor=self.governor,
         )
         await self.governor.restore()
-        self.runner = web.AppRunner(
+        self.runner = GatewayRunner(
             build_app(gw),
             handler_cancellation=True,
             access_log=None,
@@ -185,6 +187,10 @@ class GatewayServer:
             await site.stop()
         if self.runner.server is not None:
             self.runner.server.pre_shutdown()  # close idle keep-alive connections now
+        # Only forwarded requests are drained: one still sending its body is closed now.
+        unreceived = self.drain.stop_receiving()
+        if unreceived:
+            logs.event("unreceived_closed", requests=unreceived)
         drained = await self.drain.wait_idle(timeout_s)
         if not drained:
             ended = self.drain.end_streams()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,24 +72,56 @@ class Reloader:
         self._digest = ""
         self.failures = 0
         self._failed_last = False
+        self._was_missing = False
+        """The file was gone: its return is confirmed even when it comes back unchanged."""
 
     def remember(self, text: str) -> None:
         self._digest = hashlib.sha256(text.encode()).hexdigest()
 
-    async def reload(self, trigger: str) -> bool:
-        """Apply the file if it is valid; keep the running snapshot otherwise. True if applied."""
+    async def reload(self, trigger: str, text: str | None = None) -> bool:
+        """Apply the file (or `text` already read from it) if it is valid; keep the running
+        snapshot otherwise. True if applied."""
         async with self._lock:
             self.notifier.reloading()
-            ok, status = await self._reload(trigger)
+            ok, status = await self._reload(trigger, text)
             self.notifier.ready(status=status)
             return ok
 
-    async def _reload(self, trigger: str) -> tuple[bool, str]:
+    async def _read(self) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self.path.read_text, "utf-8")
+
+    async def settled(self) -> str | None:
+        """The file's text once it stayed the same for the settle time; None if it is gone.
+
+        A writer that truncates and writes in steps leaves, for a moment, a valid file with
+        less in it; only content unchanged for `reload_settle_ms` is taken as finished. The
+        file is re-read every fifth of that time, so the wait ends one settle time after the
+        last change, whatever the rhythm of the writer.
+        """
         loop = asyncio.get_running_loop()
+        settle = self.store.current.server.reload_settle_s
+        text = await self._read_or_none()
+        since = loop.time()
+        while True:
+            await asyncio.sleep(settle / 5)
+            again = await self._read_or_none()
+            if again != text:
+                text, since = again, loop.time()
+            elif loop.time() - since >= settle:
+                return text
+
+    async def _read_or_none(self) -> str | None:
         try:
-            text = await loop.run_in_executor(None, self.path.read_text, "utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
+            return await self._read()
+        except (OSError, UnicodeDecodeError):
+            return None  # missing (mid-rename) or being rewritten: looked at again
+
+    async def _reload(self, trigger: str, text: str | None) -> tuple[bool, str]:
+        if text is None:
+            try:
+                text = await self._read()
+            except (OSError, UnicodeDecodeError) as exc:
+                return self._failed(trigger, [f"cannot read {self.path}: {type(exc).__name__}"])
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:
             # Said every time, so a fixed edit or a no-op SIGHUP is the journal's last word,
@@ -108,7 +141,7 @@ class Reloader:
             return self._failed(trigger, list(exc.errors))
         old = self.store.current
         # From here to the swap there is no await: requests see either snapshot, never a mix.
-        kept, reset = self.balancer.adopt(new)
+        kept, reset = self.balancer.adopt(new, time.monotonic())
         self.store.swap(new)
         logs.set_secrets(new.secrets)
         self._digest = digest
@@ -160,11 +193,28 @@ class Reloader:
             step=20,
             recursive=False,
         ):
-            if self.path.exists():
+            if self.store.current.server.reload_settle_s > 0:
+                text = await self.settled()
+                if text is None:
+                    self._missing()
+                # Events that came during the settle time lead here again with the same text;
+                # the same text after a failed edit is reloaded to say the config is OK again.
+                elif (
+                    self._failed_last or self._was_missing or self._digest_of(text) != self._digest
+                ):
+                    self._was_missing = False
+                    await self.reload("file", text)
+            elif self.path.exists():
                 await self.reload("file")
             else:
-                logs.warning(
-                    "config_file_missing",
-                    path=str(self.path),
-                    kept_generation=self.store.generation,
-                )
+                self._missing()
+
+    def _missing(self) -> None:
+        self._was_missing = True
+        logs.warning(
+            "config_file_missing", path=str(self.path), kept_generation=self.store.generation
+        )
+
+    @staticmethod
+    def _digest_of(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()

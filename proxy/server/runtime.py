@@ -15,10 +15,13 @@ from proxy.core.failures import FailureKind
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
 from proxy.server.governor import Governor
+from proxy.server.inflightbodies import InflightBodies
 from proxy.transport.relay import StreamRelay
 
 FINAL_GRACE_S = 5.0
 """After the drain timeout, how long streams get to write their shutdown event and end."""
+RECEIVE_GRACE_S = 1.0
+"""While draining, how long a request that starts arriving may take to deliver its body."""
 
 
 class ConfigStore:
@@ -44,7 +47,7 @@ class ConfigStore:
 class Drain:
     """Counts requests in flight and the streams being relayed, so SIGTERM can drain them."""
 
-    __slots__ = ("_idle", "cut", "draining", "inflight", "streams", "waiting")
+    __slots__ = ("_idle", "cut", "draining", "inflight", "receiving", "streams", "waiting")
 
     def __init__(self) -> None:
         self.inflight = 0
@@ -53,6 +56,8 @@ class Drain:
         """Requests still before their commit point (waiting on an upstream)."""
         self.cut: set[asyncio.Task[object]] = set()
         """Of those, the ones the drain deadline cancelled: they answer 503, not 499."""
+        self.receiving: set[asyncio.Task[object]] = set()
+        """Requests whose body has not fully arrived: nothing was forwarded, nothing to drain."""
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -65,6 +70,32 @@ class Drain:
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
+
+    def start_receiving(self) -> asyncio.Task[object] | None:
+        """The current request is reading its body; while draining it gets RECEIVE_GRACE_S."""
+        task: asyncio.Task[object] | None = asyncio.current_task()
+        if task is not None:
+            self.receiving.add(task)
+            if self.draining:
+                asyncio.get_running_loop().call_later(RECEIVE_GRACE_S, self._stop_receiving, task)
+        return task
+
+    def done_receiving(self, task: asyncio.Task[object] | None) -> None:
+        if task is not None:
+            self.receiving.discard(task)
+
+    def stop_receiving(self) -> int:
+        """Drain starts: close requests that have not delivered their body (a stalled client
+        must not hold the shutdown); returns how many."""
+        tasks = list(self.receiving)
+        for task in tasks:
+            self._stop_receiving(task)
+        return len(tasks)
+
+    def _stop_receiving(self, task: asyncio.Task[object]) -> None:
+        if task in self.receiving:
+            self.receiving.discard(task)
+            task.cancel()
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """True if every request finished within the timeout."""
@@ -97,6 +128,8 @@ class Gateway:
     drain: Drain
     governor: Governor = field(default_factory=Governor)
     """Keys, limits and budgets, spend and the ledger."""
+    bodies: InflightBodies = field(default_factory=InflightBodies)
+    """Request-body bytes held by all requests in flight, bounded by the snapshot."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 

@@ -14,6 +14,7 @@ from proxy.config.values import Timeouts
 from proxy.core.failures import FailureKind
 from proxy.providers.base import Progress, UpstreamRequest
 from proxy.routing.send import AttemptFailed
+from proxy.transport.bodies import upstream_body
 from proxy.transport.relay import answered_whole
 
 ERROR_BODY_LIMIT = 256 * 1024
@@ -90,7 +91,7 @@ class HTTPSender:
             async with asyncio.timeout(t.ttfb_s) as deadline:
                 resp = await self.session.post(
                     upstream_url(request.url),
-                    data=request.body,
+                    data=upstream_body(request.body),
                     headers=request.headers,
                     allow_redirects=False,
                     timeout=client_timeout(t),

@@ -139,6 +139,8 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "listen",
         "max_body_mb",
         "max_response_mb",
+        "max_inflight_body_mb",
+        "reload_settle_ms",
         "drain_timeout_s",
         "workers",
         "access_log",
@@ -165,3 +167,19 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
 def test_mutable_defaults_are_refused() -> None:
     with pytest.raises(TypeError):
         setting([])
+
+
+def test_hardening_settings_read_in_their_units() -> None:
+    from proxy.config.compiler import compile_data
+
+    base = {
+        "upstreams": {"a": {"base_url": "http://127.0.0.1:1/v1"}},
+        "routes": {"r": {"tiers": [{"a": 1}]}},
+    }
+    default = compile_data(base, {}).server
+    assert default.reload_settle_s == 0.3
+    assert default.max_inflight_body_bytes == 256 * 2**20
+    server = {"reload_settle_ms": 1500, "max_inflight_body_mb": 8}
+    tuned = compile_data({**base, "server": server}, {}).server
+    assert tuned.reload_settle_s == 1.5
+    assert tuned.max_inflight_body_bytes == 8 * 2**20

@@ -46,3 +46,32 @@ def test_a_value_that_reads_like_a_key_changes_nothing_but_the_spelling() -> Non
     body = b'{"model": "m", "messages": [{"role": "user", "content": "model"}]}'
     _, out = peek_body(body)
     assert orjson.loads(out) == orjson.loads(body)
+
+
+def test_a_large_scanned_body_with_a_nested_model_key_is_forwarded_whole() -> None:
+    """Above the scan threshold the peek reads only a few keys; a repeated key text must not
+    make the gateway forward just those keys."""
+    image = "A" * (2 << 20)
+    body = orjson.dumps(
+        {
+            "model": "chat",
+            "messages": [{"role": "user", "content": image}],
+            "metadata": {"model": "nested"},
+            "max_tokens": 7,
+        }
+    )
+    pk, out = peek_body(body)
+    assert (pk.model, pk.max_tokens) == ("chat", 7)
+    assert orjson.loads(out) == orjson.loads(body)
+
+
+def test_a_large_body_with_a_duplicated_model_is_collapsed_in_full() -> None:
+    image = "A" * (2 << 20)
+    body = (
+        b'{"model": "first", "messages": [{"role": "user", "content": "'
+        + image.encode()
+        + b'"}], "model": "chat"}'
+    )
+    pk, out = peek_body(body)
+    assert pk.model == "chat"
+    assert orjson.loads(out) == {"model": "chat", "messages": [{"role": "user", "content": image}]}

@@ -16,6 +16,7 @@ from proxy.routing.stats import (
     EWMA_DECAY_S,
     FAILURE_DECAY_S,
     IDLE_FORGET_S,
+    RETIRED_KEEP_S,
     Health,
     StatsRegistry,
     Transition,
@@ -414,3 +415,34 @@ def test_get_changed_upstream_before_reconcile_is_detached() -> None:
     detached.record_ttfb(9.0, 1.0)
     assert reg.get(old.upstreams["a"]) is stored
     assert stored.ewma_ttfb_s == 0.5
+
+
+def test_removed_upstream_keeps_its_stats_when_it_comes_back_soon() -> None:
+    reg = StatsRegistry()
+    both = config({"a": "m1", "b": "m1"})
+    reg.reconcile(both.upstreams.values(), now=100.0)
+    b = reg.get(both.upstreams["b"])
+    b.record_ttfb(0.4, 100.0)
+
+    only_a = config({"a": "m1"})
+    reg.reconcile(only_a.upstreams.values(), now=100.5)  # a half-written file, say
+    kept, reset = reg.reconcile(both.upstreams.values(), now=101.0)
+    assert (kept, reset) == (["a", "b"], [])
+    assert reg.get(both.upstreams["b"]) is b
+    assert b.ewma_ttfb_s == 0.4
+
+
+def test_removed_upstream_is_forgotten_after_the_window_or_when_changed() -> None:
+    reg = StatsRegistry()
+    both = config({"a": "m1", "b": "m1"})
+    reg.reconcile(both.upstreams.values(), now=0.0)
+    b = reg.get(both.upstreams["b"])
+    reg.reconcile(config({"a": "m1"}).upstreams.values(), now=1.0)
+    assert reg.reconcile(both.upstreams.values(), now=1.0 + RETIRED_KEEP_S) == (["a"], ["b"])
+    assert reg.get(both.upstreams["b"]) is not b
+
+    b = reg.get(both.upstreams["b"])
+    reg.reconcile(config({"a": "m1"}).upstreams.values(), now=2000.0)
+    changed = config({"a": "m1", "b": "m2"})
+    assert reg.reconcile(changed.upstreams.values(), now=2001.0) == (["a"], ["b"])
+    assert reg.get(changed.upstreams["b"]) is not b
