@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from proxy.config.chains import RouteCompiler
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import (
+    DEFAULT_BASE_URLS,
     Config,
     ConfigError,
     Defaults,
@@ -113,7 +114,7 @@ class _Compiler(Reader):
         n_errors = len(self.errors)
         self.known(raw, UPSTREAM_KEYS, path)
         provider = self.provider(raw, path)
-        base_url, query = self.base_url(raw, path)
+        base_url, query = self.base_url(raw, path, DEFAULT_BASE_URLS.get(provider))
         credential_ref = self.string(raw, "credential", path)
         credential = self.credential(credential_ref, f"{path}.credential")
         up = self.read(
@@ -145,8 +146,12 @@ class _Compiler(Reader):
             self.err(f"{path}.provider", f'unknown provider "{name}" (supported: {supported})')
             return Provider.OPENAI
 
-    def base_url(self, raw: Mapping[str, object], path: str) -> tuple[str, str]:
+    def base_url(
+        self, raw: Mapping[str, object], path: str, default: str | None = None
+    ) -> tuple[str, str]:
         """The base URL without a trailing slash, and its query (kept for every request)."""
+        if "base_url" not in raw and default is not None:
+            return default, ""
         if "base_url" not in raw:
             self.err(f"{path}.base_url", "is required")
             return "", ""

@@ -22,6 +22,13 @@ class Provider(StrEnum):
     """The API dialects an upstream can speak; each has its adapter in `proxy.providers`."""
 
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+DEFAULT_BASE_URLS: Mapping[Provider, str] = {
+    Provider.ANTHROPIC: "https://api.anthropic.com/v1",
+}
+"""Where a provider lives when its upstream gives no `base_url` (the version segment included)."""
 
 
 class Endpoint(StrEnum):
@@ -78,6 +85,8 @@ class Upstream:
     stream_usage: bool = setting(True)
     """Ask for `stream_options.include_usage` on streams (and hide that chunk from clients
     that did not ask), so every stream reports its tokens."""
+    anthropic_version: str = setting("2023-06-01")
+    """The `anthropic-version` header sent to `provider = "anthropic"` upstreams."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

@@ -73,6 +73,8 @@ class Reply:
     prompt_tokens: int
     created: int = 0
     include_usage: bool = False
+    cached_tokens: int = 0
+    tool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,8 @@ class FakeProvider:
             pieces=b.pieces(),
             prompt_tokens=b.prompt_tokens_for(body),
             created=int(time.time()),
+            cached_tokens=b.cached_tokens,
+            tool=b.tool,
         )
         return answer(request.method, request.path, body, base, self.models)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.config.values import Upstream
+from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind
 
@@ -39,6 +39,10 @@ class Provider(Protocol):
 
     name: str
 
+    def supports(self, endpoint: Endpoint) -> bool:
+        """Whether this dialect can serve a client request to `endpoint` (else it is skipped)."""
+        ...
+
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
         """The upstream request for this exchange: URL, credential, model id, options."""
         ...
@@ -49,6 +53,11 @@ class Provider(Protocol):
 
     def usage(self, body: bytes) -> Usage | None:
         """Usage reported by a whole (non-streaming) answer."""
+        ...
+
+    def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        """The client's bytes for a whole upstream answer (success or error), in the client's
+        dialect: the same bytes when the dialects match."""
         ...
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:

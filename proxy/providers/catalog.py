@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from proxy.config.values import Provider as ProviderName
+from proxy.providers.anthropic import Anthropic
 from proxy.providers.base import Provider
 from proxy.providers.openai import OpenAI
 
-PROVIDERS: Mapping[str, Provider] = MappingProxyType({ProviderName.OPENAI: OpenAI()})
+PROVIDERS: Mapping[str, Provider] = MappingProxyType(
+    {ProviderName.OPENAI: OpenAI(), ProviderName.ANTHROPIC: Anthropic()}
+)
 """Every name in `config.values.Provider` has its adapter here (a unit test checks)."""

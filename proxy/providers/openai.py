@@ -24,6 +24,9 @@ class OpenAI:
 
     name = "openai"
 
+    def supports(self, endpoint: Endpoint) -> bool:
+        return endpoint in PATHS
+
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
         url = up.base_url + PATHS[ex.endpoint]
         if up.query:
@@ -38,6 +41,9 @@ class OpenAI:
 
     def usage(self, body: bytes) -> Usage | None:
         return from_body(body)
+
+    def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        return body
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()

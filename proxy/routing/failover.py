@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from proxy.core.errors import GatewayError, exhausted, no_upstream
+from proxy.core.errors import GatewayError, exhausted, no_upstream, unsupported
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
 from proxy.providers.catalog import PROVIDERS
@@ -19,6 +19,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     assert route is not None
     tier = 0
     panicking = False
+    unfit: list[str] = []
     while ex.attempts < route.max_attempts:
         now = time.monotonic()
         choice = None if panicking else balancer.choose(route, tier, ex.tried, now)
@@ -30,6 +31,10 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         tier = choice.tier_index
         up = choice.member.upstream
         provider = PROVIDERS[up.provider]
+        if not provider.supports(ex.endpoint):
+            ex.tried.append(up.name)  # out of this request's choices; not an attempt
+            unfit.append(up.name)
+            continue
         request = provider.request(up, ex)
         attempt = Attempt(ex, choice, provider, balancer.rng)
         try:
@@ -42,6 +47,8 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             raise
         if attempt.answered(reply):
             return attempt
+    if ex.attempts == 0 and unfit:
+        raise unsupported(route.name, ex.endpoint.value)
     if ex.failure is None:
         blocked = balancer.blocked(route, ex.tried, time.monotonic())
         ex.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None

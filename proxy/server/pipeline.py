@@ -147,7 +147,8 @@ async def respond(
             if reply.status < 300:
                 ex.usage = win.provider.usage(reply.first)
             ex.status = reply.status
-            return web.Response(status=reply.status, body=reply.first, headers=headers)
+            body = win.provider.answer(reply.status, reply.first, ex)
+            return web.Response(status=reply.status, body=body, headers=headers)
         return await _relay(request, gw, ex, win, headers)
 
 

@@ -136,7 +136,14 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "log_level",
         "watch",
     }
-    assert keys_of(Upstream) == {"provider", "base_url", "model", "credential", "stream_usage"}
+    assert keys_of(Upstream) == {
+        "provider",
+        "base_url",
+        "model",
+        "credential",
+        "stream_usage",
+        "anthropic_version",
+    }
 
 
 def test_mutable_defaults_are_refused() -> None:
