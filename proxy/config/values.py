@@ -37,6 +37,9 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    MESSAGES = "messages"
+    """Anthropic Messages (`POST /v1/messages`), for clients that speak it."""
+    COUNT_TOKENS = "count_tokens"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

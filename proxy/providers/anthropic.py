@@ -8,22 +8,30 @@ from proxy.core.failures import FailureKind, classify_status
 from proxy.providers.anthropic_answer import error_to_openai, to_chat, usage_of
 from proxy.providers.anthropic_request import to_messages
 from proxy.providers.anthropic_stream import ChatFromMessages
+from proxy.providers.anthropic_usage import MessagesUsageObserver
 from proxy.providers.base import StreamFilter, UpstreamRequest
+from proxy.providers.openai_body import rewrite_model
 
-MESSAGES_PATH = "/messages"
+PATHS = {
+    Endpoint.CHAT: "/messages",
+    Endpoint.MESSAGES: "/messages",
+    Endpoint.COUNT_TOKENS: "/messages/count_tokens",
+}
 """Below the base URL, which carries the version (`https://api.anthropic.com/v1`)."""
+_NATIVE = frozenset({Endpoint.MESSAGES, Endpoint.COUNT_TOKENS})
+"""Client endpoints in this dialect: bytes pass through (the model id spliced in)."""
 
 
 class Anthropic:
-    """`x-api-key` and `anthropic-version`; chat translated to Messages and back."""
+    """`x-api-key` and `anthropic-version`; Messages clients pass through, chat is translated."""
 
     name = "anthropic"
 
     def supports(self, endpoint: Endpoint) -> bool:
-        return endpoint is Endpoint.CHAT
+        return endpoint in PATHS
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
-        url = up.base_url + MESSAGES_PATH
+        url = up.base_url + PATHS[ex.endpoint]
         if up.query:
             url += "?" + up.query
         headers = ex.forward_headers.copy()
@@ -31,10 +39,20 @@ class Anthropic:
         headers["anthropic-version"] = up.anthropic_version
         if up.credential:
             headers["x-api-key"] = up.credential
-        key = ("anthropic", up.model)
+        beta = ex.client_headers.get("anthropic-beta")
+        if beta and ex.endpoint in _NATIVE:
+            headers["anthropic-beta"] = beta  # feature flags of the client's own dialect
+        native = ex.endpoint in _NATIVE
+        key = ("messages" if native else "chat->messages", up.model)
         body = ex.bodies.get(key)
         if body is None:
-            body = ex.bodies[key] = to_messages(ex.body, up.model)
+            pk = ex.peek
+            assert pk is not None
+            if native:
+                body = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
+            else:
+                body = to_messages(ex.body, up.model)
+            ex.bodies[key] = body
         return UpstreamRequest(url, headers, body)
 
     def failure(self, status: int) -> FailureKind | None:
@@ -45,10 +63,14 @@ class Anthropic:
         return usage_of(body)
 
     def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        if ex.endpoint in _NATIVE:
+            return body
         if status < 300:
             return to_chat(body)
         return error_to_openai(body)
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        if ex.endpoint in _NATIVE:
+            return MessagesUsageObserver()
         pk = ex.peek
         return ChatFromMessages(pk is not None and pk.include_usage)

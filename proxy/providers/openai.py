@@ -6,6 +6,9 @@ from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
 from proxy.providers.base import StreamFilter, UpstreamRequest
+from proxy.providers.messages_answer import error_to_anthropic, to_message
+from proxy.providers.messages_request import to_chat
+from proxy.providers.messages_stream import MessagesFromChat
 from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
 
@@ -25,9 +28,11 @@ class OpenAI:
     name = "openai"
 
     def supports(self, endpoint: Endpoint) -> bool:
-        return endpoint in PATHS
+        return endpoint in PATHS or endpoint is Endpoint.MESSAGES
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return translated_request(up, ex)
         url = up.base_url + PATHS[ex.endpoint]
         if up.query:
             url += "?" + up.query
@@ -43,9 +48,13 @@ class OpenAI:
         return from_body(body)
 
     def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return to_message(body) if status < 300 else error_to_anthropic(status, body)
         return body
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return MessagesFromChat()
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()
 
     @staticmethod
@@ -136,3 +145,18 @@ class UsageStripper:
     def end(self) -> bytes:
         pending, self._pending = self._pending, b""
         return pending
+
+
+def translated_request(up: Upstream, ex: Exchange) -> UpstreamRequest:
+    """A Messages client's request as chat (usage asked for on streams, for metering)."""
+    url = up.base_url + PATHS[Endpoint.CHAT]
+    if up.query:
+        url += "?" + up.query
+    headers = ex.forward_headers.copy()
+    if up.credential:
+        headers["Authorization"] = "Bearer " + up.credential
+    key = ("messages->chat", up.model, up.stream_usage)
+    body = ex.bodies.get(key)
+    if body is None:
+        body = ex.bodies[key] = to_chat(ex.body, up.model, up.stream_usage)
+    return UpstreamRequest(url, headers, body)

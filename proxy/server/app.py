@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.config.values import Endpoint
+from proxy.core.dialect_errors import error_body
 from proxy.core.errors import GatewayError
 from proxy.server.endpoints import healthz, models, readyz
 from proxy.server.pipeline import proxy_handler
@@ -14,6 +15,8 @@ PROXIED = {
     "/v1/chat/completions": Endpoint.CHAT,
     "/v1/completions": Endpoint.COMPLETIONS,
     "/v1/embeddings": Endpoint.EMBEDDINGS,
+    "/v1/messages": Endpoint.MESSAGES,
+    "/v1/messages/count_tokens": Endpoint.COUNT_TOKENS,
 }
 
 
@@ -40,6 +43,7 @@ async def fallback(request: web.Request) -> web.Response:
         )
         headers = err.headers()
         headers["Allow"] = allowed
-        return web.Response(status=405, body=err.body(), headers=headers)
+        body = error_body(err, PROXIED.get(path, Endpoint.CHAT))
+        return web.Response(status=405, body=body, headers=headers)
     err = GatewayError(404, f"Unknown path {path[:200]}.", code="not_found")
     return web.Response(status=404, body=err.body(), headers=err.headers())

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy.config.values import Endpoint
+from proxy.core.dialect_errors import error_body, stream_error_maker
 from proxy.core.errors import GatewayError, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
@@ -21,6 +22,7 @@ from proxy.ops import access, logs
 from proxy.providers.openai_body import peek
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.count_tokens import estimate
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay
@@ -54,6 +56,9 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     try:
         await receive(request, ex)  # body (capped), peek, route            400 / 404 / 413
         admit(gw, ex)  # virtual key, limits, budget reservation        401 / 403 / 429
+        local = estimate(ex)  # count_tokens no upstream of the route can answer
+        if local is not None:
+            return local
         cached = lookup(gw, ex)  # response cache                              hit: answered
         if cached is not None:
             return cached
@@ -160,7 +165,9 @@ async def _relay(
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
     stream_filter = win.provider.stream(win.upstream, ex)
-    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter)
+    relay = StreamRelay(
+        reply, win.choice.member.timeouts, stream_filter, stream_error_maker(ex.endpoint)
+    )
     gw.drain.streams.add(relay)
     try:
         await out.prepare(request)  # the commit point: no failover after this line
@@ -202,7 +209,7 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    return web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
