@@ -23,12 +23,7 @@ class Provider(StrEnum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
-
-
-DEFAULT_BASE_URLS: Mapping[Provider, str] = {
-    Provider.ANTHROPIC: "https://api.anthropic.com/v1",
-}
-"""Where a provider lives when its upstream gives no `base_url` (the version segment included)."""
+    AZURE = "azure"
 
 
 class Endpoint(StrEnum):
@@ -74,6 +69,9 @@ class Upstream:
 
     name: str
     provider: Provider = custom(Provider.OPENAI)
+    """The dialect spoken; a preset (`groq`, `ollama` ...) is compiled to its dialect."""
+    preset: str = ""
+    """The `provider` name as written (a dialect or a preset), for display."""
     base_url: str = custom()
     """Without a trailing slash and without the query, which is kept in `query`."""
     query: str = ""
@@ -90,6 +88,10 @@ class Upstream:
     that did not ask), so every stream reports its tokens."""
     anthropic_version: str = setting("2023-06-01")
     """The `anthropic-version` header sent to `provider = "anthropic"` upstreams."""
+    deployment: str | None = setting(None)
+    """Azure: the deployment name in the path (it chooses the model)."""
+    api_version: str | None = setting(None)
+    """Azure: the `api-version` query parameter."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

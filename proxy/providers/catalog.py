@@ -7,10 +7,15 @@ from types import MappingProxyType
 
 from proxy.config.values import Provider as ProviderName
 from proxy.providers.anthropic import Anthropic
+from proxy.providers.azure import Azure
 from proxy.providers.base import Provider
 from proxy.providers.openai import OpenAI
 
 PROVIDERS: Mapping[str, Provider] = MappingProxyType(
-    {ProviderName.OPENAI: OpenAI(), ProviderName.ANTHROPIC: Anthropic()}
+    {
+        ProviderName.OPENAI: OpenAI(),
+        ProviderName.ANTHROPIC: Anthropic(),
+        ProviderName.AZURE: Azure(),
+    }
 )
 """Every name in `config.values.Provider` has its adapter here (a unit test checks)."""

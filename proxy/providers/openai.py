@@ -32,14 +32,21 @@ class OpenAI:
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
         if ex.endpoint is Endpoint.MESSAGES:
-            return translated_request(up, ex)
-        url = up.base_url + PATHS[ex.endpoint]
-        if up.query:
-            url += "?" + up.query
+            endpoint, body = Endpoint.CHAT, messages_as_chat(up, ex)
+        else:
+            endpoint, body = ex.endpoint, self._body(up, ex)
         headers = ex.forward_headers.copy()
+        self.authorize(headers, up)
+        return UpstreamRequest(self.url(up, endpoint), headers, body)
+
+    def url(self, up: Upstream, endpoint: Endpoint) -> str:
+        """Where `endpoint` lives on this upstream (the base URL's query kept)."""
+        url = up.base_url + PATHS[endpoint]
+        return url + "?" + up.query if up.query else url
+
+    def authorize(self, headers: dict[str, str], up: Upstream) -> None:
         if up.credential:
             headers["Authorization"] = "Bearer " + up.credential
-        return UpstreamRequest(url, headers, self._body(up, ex))
 
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
@@ -147,16 +154,10 @@ class UsageStripper:
         return pending
 
 
-def translated_request(up: Upstream, ex: Exchange) -> UpstreamRequest:
-    """A Messages client's request as chat (usage asked for on streams, for metering)."""
-    url = up.base_url + PATHS[Endpoint.CHAT]
-    if up.query:
-        url += "?" + up.query
-    headers = ex.forward_headers.copy()
-    if up.credential:
-        headers["Authorization"] = "Bearer " + up.credential
+def messages_as_chat(up: Upstream, ex: Exchange) -> bytes:
+    """A Messages client's body as chat (usage asked for on streams, for metering)."""
     key = ("messages->chat", up.model, up.stream_usage)
     body = ex.bodies.get(key)
     if body is None:
         body = ex.bodies[key] = to_chat(ex.body, up.model, up.stream_usage)
-    return UpstreamRequest(url, headers, body)
+    return body
