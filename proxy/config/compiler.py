@@ -124,6 +124,8 @@ class _Compiler(Reader):
         given: dict[str, Any] = {}
         if "stream_usage" not in raw:
             given["stream_usage"] = preset.stream_usage
+        if "responses" not in raw:
+            given["responses"] = preset.responses
         base = self.read(
             Upstream,
             raw,

@@ -18,27 +18,31 @@ class Preset:
     """The base URL (version segment included) when the upstream gives none."""
     stream_usage: bool = True
     """Whether the server accepts `stream_options.include_usage` on streams."""
+    responses: bool = False
+    """Whether the server implements the Responses API (`/v1/responses`)."""
 
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         # Any OpenAI-compatible server: base_url is required (it says which one).
-        "openai": Preset(Provider.OPENAI),
+        "openai": Preset(Provider.OPENAI, responses=True),
         "anthropic": Preset(Provider.ANTHROPIC, "https://api.anthropic.com/v1"),
-        "azure": Preset(Provider.AZURE),
-        "groq": Preset(Provider.OPENAI, "https://api.groq.com/openai/v1", stream_usage=False),
+        "azure": Preset(Provider.AZURE, responses=True),
+        "groq": Preset(
+            Provider.OPENAI, "https://api.groq.com/openai/v1", stream_usage=False, responses=True
+        ),
         "mistral": Preset(Provider.OPENAI, "https://api.mistral.ai/v1"),
         "together": Preset(Provider.OPENAI, "https://api.together.xyz/v1"),
         "fireworks": Preset(Provider.OPENAI, "https://api.fireworks.ai/inference/v1"),
         "deepseek": Preset(Provider.OPENAI, "https://api.deepseek.com/v1"),
-        "openrouter": Preset(Provider.OPENAI, "https://openrouter.ai/api/v1"),
+        "openrouter": Preset(Provider.OPENAI, "https://openrouter.ai/api/v1", responses=True),
         "cerebras": Preset(Provider.OPENAI, "https://api.cerebras.ai/v1"),
-        "xai": Preset(Provider.OPENAI, "https://api.x.ai/v1"),
+        "xai": Preset(Provider.OPENAI, "https://api.x.ai/v1", responses=True),
         # Perplexity has no version segment: its chat endpoint is /chat/completions.
         "perplexity": Preset(Provider.OPENAI, "https://api.perplexity.ai", stream_usage=False),
         "ollama": Preset(Provider.OPENAI, "http://127.0.0.1:11434/v1"),
         "vllm": Preset(Provider.OPENAI, "http://127.0.0.1:8000/v1"),
-        "lmstudio": Preset(Provider.OPENAI, "http://127.0.0.1:1234/v1"),
+        "lmstudio": Preset(Provider.OPENAI, "http://127.0.0.1:1234/v1", responses=True),
     }
 )
 """Every accepted `provider` value. Presets speak a dialect; no request path knows their names."""

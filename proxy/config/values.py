@@ -35,6 +35,8 @@ class Endpoint(StrEnum):
     MESSAGES = "messages"
     """Anthropic Messages (`POST /v1/messages`), for clients that speak it."""
     COUNT_TOKENS = "count_tokens"
+    RESPONSES = "responses"
+    """OpenAI Responses API (`POST /v1/responses`), passed through to upstreams that have it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +90,8 @@ class Upstream:
     that did not ask), so every stream reports its tokens."""
     anthropic_version: str = setting("2023-06-01")
     """The `anthropic-version` header sent to `provider = "anthropic"` upstreams."""
+    responses: bool = setting(False)
+    """The server implements `/v1/responses` (the provider's preset says; the file may override)."""
     deployment: str | None = setting(None)
     """Azure: the deployment name in the path (it chooses the model)."""
     api_version: str | None = setting(None)

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from proxy.fake import anthropic_dialect as anth
 from proxy.fake import openai_dialect as oai
+from proxy.fake import responses_dialect as responses
 from proxy.fake.behaviour import DIALECTS, Behaviour
 from proxy.fake.behaviour import add_arguments as add_arguments  # the CLI's half of this module
 from proxy.fake.behaviour import behaviour_from_args as behaviour_from_args
@@ -233,6 +234,12 @@ class FakeProvider:
         self, request: web.Request, body: bytes, b: Behaviour, rid: str
     ) -> bytes | oai.Events:
         answer = anth.answer if self.dialect == "anthropic" else oai.answer
+        if (
+            self.dialect == "openai"
+            and request.method == "POST"
+            and request.path.endswith("/responses")
+        ):
+            answer = _responses
         base = oai.Reply(
             rid=rid,
             model="",  # the dialect fills in the requested model
@@ -316,6 +323,13 @@ class FakeProvider:
     def _ctl_reply(self, obj: dict[str, object], status: int = 200) -> web.Response:
         headers = {"Content-Type": _JSON, "x-fake-name": self.name}
         return web.Response(status=status, body=orjson.dumps(obj), headers=headers)
+
+
+def _responses(
+    method: str, path: str, body: bytes, base: oai.Reply, models: tuple[str, ...]
+) -> bytes | oai.Events:
+    del method, path, models  # the signature of the other dialects' answer
+    return responses.answer(body, base)
 
 
 async def _break(request: web.Request, ex: _Exchange, *, rst: bool) -> NoReturn:

@@ -27,7 +27,7 @@ class Anthropic:
 
     name = "anthropic"
 
-    def supports(self, endpoint: Endpoint) -> bool:
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
         return endpoint in PATHS
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:

@@ -15,7 +15,10 @@ class Azure(OpenAI):
 
     def url(self, up: Upstream, endpoint: Endpoint) -> str:
         deployment = quote(up.deployment or "", safe="")
-        url = f"{up.base_url}/openai/deployments/{deployment}{PATHS[endpoint]}"
+        if endpoint is Endpoint.RESPONSES:  # not per deployment: the body's model names it
+            url = f"{up.base_url}/openai/responses"
+        else:
+            url = f"{up.base_url}/openai/deployments/{deployment}{PATHS[endpoint]}"
         url += "?api-version=" + quote(up.api_version or "", safe="")
         return url + "&" + up.query if up.query else url
 

@@ -39,8 +39,8 @@ class Provider(Protocol):
 
     name: str
 
-    def supports(self, endpoint: Endpoint) -> bool:
-        """Whether this dialect can serve a client request to `endpoint` (else it is skipped)."""
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
+        """Whether `up` can serve a client request to `endpoint` (else it is skipped)."""
         ...
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:

@@ -11,15 +11,19 @@ from proxy.providers.messages_request import to_chat
 from proxy.providers.messages_stream import MessagesFromChat
 from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
+from proxy.providers.responses_usage import ResponsesUsageObserver
 
 PATHS = {
     Endpoint.CHAT: "/chat/completions",
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
+    Endpoint.RESPONSES: "/responses",
 }
 """Below the upstream's base URL (which carries the version, e.g. `/v1`)."""
 
 _MAX_PENDING = 1 << 20
+_STREAM_OPTIONS = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
+"""Endpoints whose streams report usage only when asked (`stream_options.include_usage`)."""
 
 
 class OpenAI:
@@ -27,7 +31,9 @@ class OpenAI:
 
     name = "openai"
 
-    def supports(self, endpoint: Endpoint) -> bool:
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
+        if endpoint is Endpoint.RESPONSES:
+            return up.responses
         return endpoint in PATHS or endpoint is Endpoint.MESSAGES
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
@@ -62,6 +68,8 @@ class OpenAI:
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
         if ex.endpoint is Endpoint.MESSAGES:
             return MessagesFromChat()
+        if ex.endpoint is Endpoint.RESPONSES:
+            return ResponsesUsageObserver()
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()
 
     @staticmethod
@@ -88,7 +96,7 @@ def adds_usage(up: Upstream, ex: Exchange) -> bool:
         and pk is not None
         and pk.stream
         and not pk.include_usage
-        and ex.endpoint is not Endpoint.EMBEDDINGS
+        and ex.endpoint in _STREAM_OPTIONS
     )
 
 

@@ -31,7 +31,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         tier = choice.tier_index
         up = choice.member.upstream
         provider = PROVIDERS[up.provider]
-        if not provider.supports(ex.endpoint):
+        if not provider.supports(up, ex.endpoint):
             ex.tried.append(up.name)  # out of this request's choices; not an attempt
             unfit.append(up.name)
             continue

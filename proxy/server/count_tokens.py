@@ -18,7 +18,7 @@ def estimate(ex: Exchange) -> web.Response | None:
         return None
     for tier in route.tiers:
         for member in tier.members:
-            if PROVIDERS[member.upstream.provider].supports(Endpoint.COUNT_TOKENS):
+            if PROVIDERS[member.upstream.provider].supports(member.upstream, Endpoint.COUNT_TOKENS):
                 return None
     ex.status = 200
     body = orjson.dumps({"input_tokens": estimate_input_tokens(ex.body)})
