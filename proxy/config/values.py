@@ -24,6 +24,7 @@ class Provider(StrEnum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     AZURE = "azure"
+    GEMINI = "gemini"
 
 
 class Endpoint(StrEnum):

@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.fake import anthropic_dialect as anth
+from proxy.fake import gemini_dialect as gem
 from proxy.fake import openai_dialect as oai
 from proxy.fake import responses_dialect as responses
 from proxy.fake.behaviour import DIALECTS, Behaviour
@@ -61,7 +62,7 @@ class _Exchange:
 
 
 class FakeProvider:
-    """A scripted OpenAI- or Anthropic-dialect provider on 127.0.0.1 (tests, demo, bench)."""
+    """A scripted fake provider (OpenAI, Anthropic or Gemini dialect) on 127.0.0.1."""
 
     def __init__(
         self,
@@ -99,7 +100,7 @@ class FakeProvider:
         host = "127.0.0.1" if self._host in ("", "0.0.0.0", "::") else self._host
         host = f"[{host}]" if ":" in host else host
         root = f"http://{host}:{self.port}"
-        return f"{root}/v1" if self.dialect == "openai" else root
+        return {"openai": f"{root}/v1", "gemini": f"{root}/v1beta"}.get(self.dialect, root)
 
     @property
     def queued(self) -> int:
@@ -228,12 +229,14 @@ class FakeProvider:
         model = oai.peek_model(body)
         if self.dialect == "anthropic":
             return anth.default_error(status, rid, model)
+        if self.dialect == "gemini":
+            return gem.error(status)
         return oai.default_error(status, model)
 
     def _plan(
         self, request: web.Request, body: bytes, b: Behaviour, rid: str
     ) -> bytes | oai.Events:
-        answer = anth.answer if self.dialect == "anthropic" else oai.answer
+        answer = {"anthropic": anth.answer, "gemini": gem.answer}.get(self.dialect, oai.answer)
         if (
             self.dialect == "openai"
             and request.method == "POST"

@@ -9,6 +9,7 @@ from proxy.config.values import Provider as ProviderName
 from proxy.providers.anthropic import Anthropic
 from proxy.providers.azure import Azure
 from proxy.providers.base import Provider
+from proxy.providers.gemini import Gemini
 from proxy.providers.openai import OpenAI
 
 PROVIDERS: Mapping[str, Provider] = MappingProxyType(
@@ -16,6 +17,7 @@ PROVIDERS: Mapping[str, Provider] = MappingProxyType(
         ProviderName.OPENAI: OpenAI(),
         ProviderName.ANTHROPIC: Anthropic(),
         ProviderName.AZURE: Azure(),
+        ProviderName.GEMINI: Gemini(),
     }
 )
 """Every name in `config.values.Provider` has its adapter here (a unit test checks)."""

@@ -1,0 +1,55 @@
+"""The Gemini dialect: generateContent upstreams, spoken to in translation for chat clients."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from proxy.config.values import Endpoint, Upstream
+from proxy.core.exchange import Exchange, Usage
+from proxy.core.failures import FailureKind, classify_status
+from proxy.providers.base import StreamFilter, UpstreamRequest
+from proxy.providers.gemini_answer import error_to_openai, to_chat, usage_of
+from proxy.providers.gemini_request import to_gemini
+from proxy.providers.gemini_stream import ChatFromGemini
+
+
+class Gemini:
+    """`x-goog-api-key` (never a `?key=` query, which would end up in logs); the model in the
+    path; chat translated to generateContent and back, streams through `alt=sse`."""
+
+    name = "gemini"
+
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
+        return endpoint is Endpoint.CHAT
+
+    def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
+        pk = ex.peek
+        assert pk is not None
+        model = quote(up.model or pk.model, safe="")
+        if pk.stream:
+            url = f"{up.base_url}/models/{model}:streamGenerateContent?alt=sse"
+        else:
+            url = f"{up.base_url}/models/{model}:generateContent"
+        if up.query:
+            url += ("&" if pk.stream else "?") + up.query
+        headers = ex.forward_headers.copy()
+        headers.pop("openai-beta", None)
+        if up.credential:
+            headers["x-goog-api-key"] = up.credential
+        body = ex.bodies.get("chat->gemini")
+        if body is None:
+            body = ex.bodies["chat->gemini"] = to_gemini(ex.body)
+        return UpstreamRequest(url, headers, body)
+
+    def failure(self, status: int) -> FailureKind | None:
+        return classify_status(status)
+
+    def usage(self, body: bytes) -> Usage | None:
+        return usage_of(body)
+
+    def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        return to_chat(body) if status < 300 else error_to_openai(body)
+
+    def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        pk = ex.peek
+        return ChatFromGemini(pk is not None and pk.include_usage)
