@@ -28,7 +28,7 @@ def errors(up: dict[str, Any]) -> list[str]:
 def test_every_preset_fills_its_base_url_and_speaks_a_dialect(name: str) -> None:
     up = compile_one({"provider": name}).upstreams["u"]
     assert up.base_url == PRESETS[name].base_url
-    assert up.provider in (Provider.OPENAI, Provider.ANTHROPIC)
+    assert up.provider in (Provider.OPENAI, Provider.ANTHROPIC, Provider.GEMINI)
     assert up.preset == name
 
 
