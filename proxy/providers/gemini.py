@@ -8,9 +8,14 @@ from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
 from proxy.providers.base import StreamFilter, UpstreamRequest
-from proxy.providers.gemini_answer import error_to_openai, to_chat, usage_of
+from proxy.providers.chain import Chained
+from proxy.providers.gemini_answer import error_to_openai, usage_of
+from proxy.providers.gemini_answer import to_chat as chat_of
 from proxy.providers.gemini_request import to_gemini
 from proxy.providers.gemini_stream import ChatFromGemini
+from proxy.providers.messages_answer import error_to_anthropic, to_message
+from proxy.providers.messages_request import to_chat
+from proxy.providers.messages_stream import MessagesFromChat
 
 
 class Gemini:
@@ -20,7 +25,7 @@ class Gemini:
     name = "gemini"
 
     def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
-        return endpoint is Endpoint.CHAT
+        return endpoint in (Endpoint.CHAT, Endpoint.MESSAGES)
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
         pk = ex.peek
@@ -36,9 +41,12 @@ class Gemini:
         headers.pop("openai-beta", None)
         if up.credential:
             headers["x-goog-api-key"] = up.credential
-        body = ex.bodies.get("chat->gemini")
+        body = ex.bodies.get("->gemini")
         if body is None:
-            body = ex.bodies["chat->gemini"] = to_gemini(ex.body)
+            chat = ex.body
+            if ex.endpoint is Endpoint.MESSAGES:  # Messages -> chat -> generateContent
+                chat = to_chat(ex.body, None, ask_usage=False)
+            body = ex.bodies["->gemini"] = to_gemini(chat)
         return UpstreamRequest(url, headers, body)
 
     def failure(self, status: int) -> FailureKind | None:
@@ -48,8 +56,14 @@ class Gemini:
         return usage_of(body)
 
     def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
-        return to_chat(body) if status < 300 else error_to_openai(body)
+        if ex.endpoint is Endpoint.MESSAGES:
+            if status < 300:
+                return to_message(chat_of(body))
+            return error_to_anthropic(status, error_to_openai(body))
+        return chat_of(body) if status < 300 else error_to_openai(body)
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return Chained(ChatFromGemini(include_usage=True), MessagesFromChat())
         pk = ex.peek
         return ChatFromGemini(pk is not None and pk.include_usage)

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from proxy.core.errors import GatewayError
 from proxy.core.exchange import Usage
+from proxy.providers.chain import Chained
 from proxy.providers.gemini_answer import error_to_openai, to_chat, usage_of
 from proxy.providers.gemini_request import to_gemini
 from proxy.providers.gemini_stream import ChatFromGemini
+from proxy.providers.messages_stream import MessagesFromChat
 from proxy.providers.sse import SSEParser
 
 
@@ -237,3 +239,27 @@ def test_split_at_any_byte_boundary_gives_the_same_events(points: list[int]) -> 
     ps = sorted(set(points))
     pieces = [STREAM[a:b] for a, b in zip([0, *ps], [*ps, len(STREAM)], strict=True)]
     assert translate(pieces) == translate([STREAM])
+
+
+def to_messages_events(pieces: list[bytes]) -> tuple[list[Any], Usage | None]:
+    chain = Chained(ChatFromGemini(include_usage=True), MessagesFromChat())
+    out = b"".join(chain.chunk(p) for p in pieces) + chain.end()
+    return [(e.event, orjson.loads(e.data)) for e in SSEParser().feed(out)], chain.usage
+
+
+def test_gemini_stream_for_a_messages_client() -> None:
+    evs, usage = to_messages_events([STREAM])
+    names = [n for n, _ in evs]
+    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    blocks = [d["content_block"]["type"] for n, d in evs if n == "content_block_start"]
+    assert blocks == ["text", "tool_use"]
+    assert evs[-2][1]["delta"]["stop_reason"] == "tool_use"
+    assert evs[-2][1]["usage"]["output_tokens"] == 4
+    assert usage == Usage(9, 4)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
+def test_chained_translation_split_anywhere_gives_the_same_events(points: list[int]) -> None:
+    ps = sorted(set(points))
+    pieces = [STREAM[a:b] for a, b in zip([0, *ps], [*ps, len(STREAM)], strict=True)]
+    assert to_messages_events(pieces) == to_messages_events([STREAM])
