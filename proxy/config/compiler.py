@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config import bedrock
 from proxy.config.chains import RouteCompiler
 from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
@@ -119,9 +120,14 @@ class _Compiler(Reader):
         n_errors = len(self.errors)
         self.known(raw, UPSTREAM_KEYS, path)
         preset_name, preset = self.provider(raw, path)
-        base_url, query = self.base_url(raw, path, preset.base_url)
+        default_url = preset.base_url
+        if preset.dialect is Provider.BEDROCK:
+            default_url = bedrock.default_base_url(raw)
+        base_url, query = self.base_url(raw, path, default_url)
         refs = self.credential_refs(raw, path)
         given: dict[str, Any] = {}
+        if preset.dialect is Provider.BEDROCK:
+            given.update(bedrock.bedrock_fields(self, raw, path, refs, self.credential))
         if "stream_usage" not in raw:
             given["stream_usage"] = preset.stream_usage
         if "responses" not in raw:
@@ -153,6 +159,8 @@ class _Compiler(Reader):
             secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
             fingerprint = f"{base.provider}|{base_url}?{query}|{base.model}|{secret_id}"
             fingerprint += f"|{base.deployment}|{base.api_version}|{base.anthropic_version}"
+            key_id = hashlib.sha256((base.aws_key_id or "").encode()).hexdigest()[:16]
+            fingerprint += f"|{base.region}|{key_id}"
             ups.append(
                 dataclasses.replace(
                     base,

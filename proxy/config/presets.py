@@ -28,6 +28,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "openai": Preset(Provider.OPENAI, responses=True),
         "anthropic": Preset(Provider.ANTHROPIC, "https://api.anthropic.com/v1"),
         "azure": Preset(Provider.AZURE, responses=True),
+        "bedrock": Preset(Provider.BEDROCK),  # base URL from `region`
         "gemini": Preset(Provider.GEMINI, "https://generativelanguage.googleapis.com/v1beta"),
         "groq": Preset(
             Provider.OPENAI, "https://api.groq.com/openai/v1", stream_usage=False, responses=True

@@ -25,6 +25,7 @@ class Provider(StrEnum):
     ANTHROPIC = "anthropic"
     AZURE = "azure"
     GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
 
 class Endpoint(StrEnum):
@@ -97,6 +98,13 @@ class Upstream:
     """Azure: the deployment name in the path (it chooses the model)."""
     api_version: str | None = setting(None)
     """Azure: the `api-version` query parameter."""
+    region: str | None = setting(None)
+    """Bedrock: the AWS region (signed into every request; it makes the default base URL)."""
+    aws_key_id_ref: str | None = custom(None, "access_key_id")
+    aws_key_id: str | None = field(default=None, repr=False)
+    aws_token_ref: str | None = custom(None, "session_token")
+    aws_token: str | None = field(default=None, repr=False)
+    """Bedrock: the AWS access key id and optional session token (`credential` holds the secret)."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import orjson
 
-DIALECTS = ("openai", "anthropic", "gemini")
+DIALECTS = ("openai", "anthropic", "gemini", "bedrock")
 FAULTS = frozenset(
     {"reset_before_headers", "reset_mid_stream", "hang", "drip", "close_before_headers"}
 )

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.fake import anthropic_dialect as anth
+from proxy.fake import bedrock_dialect as bed
 from proxy.fake import gemini_dialect as gem
 from proxy.fake import openai_dialect as oai
 from proxy.fake import responses_dialect as responses
@@ -25,6 +26,7 @@ from proxy.fake.behaviour import add_arguments as add_arguments  # the CLI's hal
 from proxy.fake.behaviour import behaviour_from_args as behaviour_from_args
 
 _JSON = "application/json"
+_EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +75,13 @@ class FakeProvider:
         models: tuple[str, ...] = ("fake-model",),
         seed: int = 0,
         keep_requests: int = 10_000,
+        aws_keys: Mapping[str, str] | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
         self.dialect = dialect
+        self.aws_keys = aws_keys or {bed.FAKE_KEY_ID: bed.FAKE_SECRET}
+        """Bedrock: the access key pairs whose SigV4 signatures are accepted."""
         self.name = name
         self.default = default or Behaviour()
         self.models = models
@@ -231,12 +236,19 @@ class FakeProvider:
             return anth.default_error(status, rid, model)
         if self.dialect == "gemini":
             return gem.error(status)
+        if self.dialect == "bedrock":
+            return bed.default_error(status)
         return oai.default_error(status, model)
 
     def _plan(
         self, request: web.Request, body: bytes, b: Behaviour, rid: str
     ) -> bytes | oai.Events:
-        answer = {"anthropic": anth.answer, "gemini": gem.answer}.get(self.dialect, oai.answer)
+        if self.dialect == "bedrock":
+            url = f"http://{request.host}{request.raw_path}"  # as signed: path not decoded
+            bed.verify(request.method, url, request.headers, body, self.aws_keys)
+        answer = {"anthropic": anth.answer, "gemini": gem.answer, "bedrock": bed.answer}.get(
+            self.dialect, oai.answer
+        )
         if (
             self.dialect == "openai"
             and request.method == "POST"
@@ -264,7 +276,8 @@ class FakeProvider:
         ex: _Exchange,
     ) -> web.StreamResponse:
         sse = isinstance(plan, oai.Events)
-        headers = self._headers(b, rid, "text/event-stream" if sse else _JSON)
+        kind = _EVENTSTREAM if self.dialect == "bedrock" else "text/event-stream"
+        headers = self._headers(b, rid, kind if sse else _JSON)
         if sse:
             headers.setdefault("Cache-Control", "no-cache")
         events = plan if isinstance(plan, oai.Events) else oai.Events((), (), (plan,))

@@ -15,7 +15,7 @@ from proxy.fake.server import FakeProvider
 
 KEY = "sk-conformance-secret-5150"
 BOUND = 10.0
-DIALECTS = ["openai", "anthropic", "gemini"]
+DIALECTS = ["openai", "anthropic", "gemini", "bedrock"]
 WEATHER: Any = {
     "type": "function",
     "function": {
@@ -24,6 +24,8 @@ WEATHER: Any = {
     },
 }
 HI: Any = [{"role": "user", "content": "hi"}]
+# Bedrock never sends its secret: the fake verifies the SigV4 signature made with it.
+AWS = {"access_key_id": "env:CONFORMANCE_KEY_ID", "region": "us-east-1"}
 CREDENTIAL_HEADER = {
     "openai": "authorization",
     "anthropic": "x-api-key",
@@ -34,6 +36,7 @@ CREDENTIAL_HEADER = {
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONFORMANCE_KEY", KEY)
+    monkeypatch.setenv("CONFORMANCE_KEY_ID", "AKIDCONFORMANCE00001")
 
 
 def config_for(fake: FakeProvider) -> dict[str, object]:
@@ -43,13 +46,22 @@ def config_for(fake: FakeProvider) -> dict[str, object]:
         "base_url": base,
         "credential": "env:CONFORMANCE_KEY",
         "model": f"{fake.name}-model",
+        **(AWS if fake.dialect == "bedrock" else {}),
     }
+
+
+async def make_fake(
+    fakes: FakeFactory, name: str, dialect: str, default: Behaviour | None = None
+) -> FakeProvider:
+    keys = {"AKIDCONFORMANCE00001": KEY}
+    extra: dict[str, object] = {"aws_keys": keys} if dialect == "bedrock" else {}
+    return await fakes(name, default=default, dialect=dialect, **extra)
 
 
 async def start(
     fakes: FakeFactory, gateway: GatewayFactory, dialect: str, default: Behaviour | None = None
 ) -> tuple[FakeProvider, InProcessGateway, openai.AsyncOpenAI]:
-    fake = await fakes("up", default=default, dialect=dialect)
+    fake = await make_fake(fakes, "up", dialect, default)
     gw = await gateway(base_config({"u": config_for(fake)}, {"chat": {"tiers": [{"u": 1}]}}))
     client = openai.AsyncOpenAI(
         base_url=gw.url + "/v1", api_key="client", max_retries=0, timeout=BOUND
@@ -73,9 +85,14 @@ async def test_non_stream_with_usage(
         2,
     )
     seen = fake.requests[-1]
+    assert KEY not in seen.path + seen.query  # never in a URL
+    if dialect == "bedrock":  # answered, so the fake verified the signature
+        auth = seen.header("authorization") or ""
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDCONFORMANCE00001/")
+        assert KEY not in str(seen.headers)
+        return
     value = seen.header(CREDENTIAL_HEADER[dialect])
     assert value is not None and KEY in value
-    assert KEY not in seen.path + seen.query  # never in a URL
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -165,24 +182,22 @@ async def test_client_errors_come_back_openai_shaped(
     assert set(body["error"]) == {"message", "type", "param", "code"}
 
 
-RATE_LIMIT_HEADERS = {
-    "openai": (("x-ratelimit-reset-requests", "30s"),),
-    "anthropic": (
-        (
-            "anthropic-ratelimit-requests-reset",
-            (datetime.now(UTC) + timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        ),
-    ),
-    "gemini": (("Retry-After", "30"),),  # Gemini sends no rate-limit headers of its own
-}
+def rate_limit_headers(dialect: str) -> tuple[tuple[str, str], ...]:
+    """Each provider's own way of saying "wait 30 s" (computed when the test runs)."""
+    if dialect == "anthropic":
+        reset = datetime.now(UTC) + timedelta(seconds=30)
+        return (("anthropic-ratelimit-requests-reset", reset.strftime("%Y-%m-%dT%H:%M:%SZ")),)
+    if dialect == "openai":
+        return (("x-ratelimit-reset-requests", "30s"),)
+    return (("Retry-After", "30"),)  # Gemini and Bedrock send no rate-limit headers of their own
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_429_with_the_providers_headers_moves_to_the_next_tier(
     fakes: FakeFactory, gateway: GatewayFactory, dialect: str
 ) -> None:
-    limited = await fakes("lim", dialect=dialect)
-    limited.script(Behaviour(status=429, headers=RATE_LIMIT_HEADERS[dialect]))
+    limited = await make_fake(fakes, "lim", dialect)
+    limited.script(Behaviour(status=429, headers=rate_limit_headers(dialect)))
     backup = await fakes("backup", default=Behaviour(text="from backup", chunks=1))
     gw = await gateway(
         base_config(
@@ -222,13 +237,19 @@ async def _drain(stream: openai.AsyncStream[Any], into: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("first", "second"), [("anthropic", "gemini"), ("gemini", "openai"), ("openai", "anthropic")]
+    ("first", "second"),
+    [
+        ("anthropic", "gemini"),
+        ("gemini", "openai"),
+        ("openai", "bedrock"),
+        ("bedrock", "anthropic"),
+    ],
 )
 async def test_cross_dialect_fallback_streaming(
     fakes: FakeFactory, gateway: GatewayFactory, first: str, second: str
 ) -> None:
-    down = await fakes("down", default=Behaviour(status=503), dialect=first)
-    up = await fakes("up", default=Behaviour(text="survived", chunks=2), dialect=second)
+    down = await make_fake(fakes, "down", first, Behaviour(status=503))
+    up = await make_fake(fakes, "up", second, Behaviour(text="survived", chunks=2))
     gw = await gateway(
         base_config(
             {"down": config_for(down), "up": config_for(up)},

@@ -15,7 +15,7 @@ from proxy.fake.server import FakeProvider
 
 SECRET = "sk-ant-test-secret-99"
 BOUND = 10.0
-DIALECTS = ["anthropic", "openai", "gemini"]
+DIALECTS = ["anthropic", "openai", "gemini", "bedrock"]
 WEATHER: Any = {
     "name": "get_weather",
     "description": "forecast",
@@ -26,11 +26,21 @@ WEATHER: Any = {
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_TEST_KEY", SECRET)
+    monkeypatch.setenv("AWS_TEST_KEY_ID", "AKIDMESSAGES000001")
 
 
 def config_for(fake: FakeProvider) -> dict[str, object]:
     if fake.dialect == "openai":
         return upstream(fake)
+    if fake.dialect == "bedrock":
+        return {
+            "provider": "bedrock",
+            "region": "eu-west-1",
+            "base_url": fake.base_url,
+            "credential": "env:ANTHROPIC_TEST_KEY",
+            "access_key_id": "env:AWS_TEST_KEY_ID",
+            "model": f"{fake.name}-model",
+        }
     if fake.dialect == "gemini":
         return {
             "provider": "gemini",
@@ -49,7 +59,10 @@ def config_for(fake: FakeProvider) -> dict[str, object]:
 async def start(
     fakes: FakeFactory, gateway: GatewayFactory, dialect: str, default: Behaviour | None = None
 ) -> tuple[FakeProvider, InProcessGateway, anthropic.AsyncAnthropic]:
-    fake = await fakes("up", default=default, dialect=dialect)
+    extra: dict[str, object] = {}
+    if dialect == "bedrock":
+        extra["aws_keys"] = {"AKIDMESSAGES000001": SECRET}
+    fake = await fakes("up", default=default, dialect=dialect, **extra)
     gw = await gateway(base_config({"u": config_for(fake)}, {"claude": {"tiers": [{"u": 1}]}}))
     sdk = anthropic.AsyncAnthropic(
         base_url=gw.url, api_key="client-key", max_retries=0, timeout=BOUND
@@ -76,6 +89,11 @@ async def test_non_stream(fakes: FakeFactory, gateway: GatewayFactory, dialect: 
     assert seen.header("x-api-key") in (SECRET, None)
     assert "client-key" not in str(seen.headers)
     body = seen.json()
+    if dialect == "bedrock":
+        assert seen.path == "/model/up-model/converse"
+        assert body["system"] == [{"text": "be brief"}]
+        assert SECRET not in str(seen.headers)
+        return
     if dialect == "gemini":
         assert seen.path == "/v1beta/models/up-model:generateContent"
         assert seen.header("x-goog-api-key") == SECRET
@@ -167,6 +185,11 @@ async def test_tool_use_and_tool_result_turn(
             model="claude", max_tokens=64, messages=follow, tools=[WEATHER]
         )
     assert res.content[0].type == "text" and res.content[0].text == "It is 3C."
+    if dialect == "bedrock":
+        sent = fake.requests[-1].json()["messages"]
+        assert sent[1]["content"][0]["toolUse"]["name"] == "get_weather"  # type: ignore[index]
+        assert sent[2]["content"][0]["toolResult"]["toolUseId"] == block.id  # type: ignore[index]
+        return
     if dialect == "gemini":
         sent = fake.requests[-1].json()["contents"]
         call = {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}
@@ -193,6 +216,10 @@ async def test_image_input(fakes: FakeFactory, gateway: GatewayFactory, dialect:
             max_tokens=8,
             messages=[{"role": "user", "content": [image, {"type": "text", "text": "what?"}]}],
         )
+    if dialect == "bedrock":
+        part = fake.requests[-1].json()["messages"][0]["content"][0]  # type: ignore[index]
+        assert part == {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}
+        return
     if dialect == "gemini":
         part = fake.requests[-1].json()["contents"][0]["parts"][0]  # type: ignore[index]
         assert part == {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}

@@ -425,7 +425,7 @@ def test_unknown_provider() -> None:
     errs = errors_of(cfg({"r": {"tiers": [{"b": 1}]}}, ups("a", "b", a={"provider": "acme"})))
     assert len(errs) == 1
     assert errs[0].startswith('upstreams.a.provider: unknown provider "acme" (supported: openai, ')
-    assert "anthropic, azure, gemini, groq" in errs[0]
+    assert "anthropic, azure, bedrock, gemini, groq" in errs[0]
 
 
 def test_credential_env_missing_names_the_variable_only() -> None:

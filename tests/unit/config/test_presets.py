@@ -24,7 +24,7 @@ def errors(up: dict[str, Any]) -> list[str]:
     return list(info.value.errors)
 
 
-@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"openai", "azure"}))
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"openai", "azure", "bedrock"}))
 def test_every_preset_fills_its_base_url_and_speaks_a_dialect(name: str) -> None:
     up = compile_one({"provider": name}).upstreams["u"]
     assert up.base_url == PRESETS[name].base_url
@@ -104,3 +104,32 @@ def test_hash_is_reserved_in_upstream_names() -> None:
     with pytest.raises(ConfigError) as info:
         compile_data(data, ENV)
     assert any("must not contain" in e for e in info.value.errors)
+
+
+def test_bedrock_settings() -> None:
+    env = {**ENV, "AKID": "AKIDEXAMPLE", "TOKEN": "session-token"}
+    data: dict[str, Any] = {
+        "upstreams": {
+            "u": {
+                "provider": "bedrock",
+                "region": "eu-west-1",
+                "credential": "env:K1",
+                "access_key_id": "env:AKID",
+                "session_token": "env:TOKEN",
+                "model": "anthropic.claude-3-haiku-20240307-v1:0",
+            }
+        },
+        "routes": {"r": {"tiers": [{"u": 1}]}},
+    }
+    up = compile_data(data, env).upstreams["u"]
+    assert up.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert (up.region, up.aws_key_id, up.aws_token) == ("eu-west-1", "AKIDEXAMPLE", "session-token")
+    assert "AKIDEXAMPLE" not in repr(up) and "session-token" not in repr(up)
+    assert {"AKIDEXAMPLE", "session-token", "sk-one-111"} <= set(compile_data(data, env).secrets)
+
+
+def test_bedrock_needs_region_key_id_and_one_secret() -> None:
+    errs = errors({"provider": "bedrock", "credential": ["env:K1", "env:K2"]})
+    assert 'upstreams.u.region: is required with provider = "bedrock"' in errs
+    assert any(e.startswith("upstreams.u.access_key_id: is required") for e in errs)
+    assert any(e.startswith("upstreams.u.credential: bedrock takes one") for e in errs)

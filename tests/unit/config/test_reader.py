@@ -146,6 +146,9 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "responses",
         "deployment",
         "api_version",
+        "region",
+        "access_key_id",
+        "session_token",
     }
 
 
