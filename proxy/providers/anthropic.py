@@ -11,6 +11,7 @@ from proxy.providers.anthropic_stream import ChatFromMessages
 from proxy.providers.anthropic_usage import MessagesUsageObserver
 from proxy.providers.base import StreamFilter, UpstreamRequest
 from proxy.providers.openai_body import rewrite_model
+from proxy.providers.stream_errors import messages_stream_status
 
 PATHS = {
     Endpoint.CHAT: "/messages",
@@ -58,6 +59,9 @@ class Anthropic:
     def failure(self, status: int) -> FailureKind | None:
         # 529 overloaded_error is a 5xx: it fails over like a 503.
         return classify_status(status)
+
+    def stream_status(self, first: bytes) -> int | None:
+        return messages_stream_status(first)
 
     def usage(self, body: bytes) -> Usage | None:
         return usage_of(body)

@@ -51,6 +51,12 @@ class Provider(Protocol):
         """What an upstream status means for failover; None for a success."""
         ...
 
+    def stream_status(self, first: bytes) -> int | None:
+        """The HTTP status a 200 stream really means when its first bytes are an error event
+        (Anthropic's `overloaded_error` mid-stream is a 529), so it can still fail over before
+        the commit point; None for a stream that started well."""
+        ...
+
     def usage(self, body: bytes) -> Usage | None:
         """Usage reported by a whole (non-streaming) answer."""
         ...

@@ -54,6 +54,10 @@ class Bedrock:
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
 
+    def stream_status(self, first: bytes) -> int | None:
+        # An exception message can open the event stream; it ends the client's stream instead.
+        return None
+
     def usage(self, body: bytes) -> Usage | None:
         return usage_of(body)
 

@@ -16,6 +16,7 @@ from proxy.providers.gemini_stream import ChatFromGemini
 from proxy.providers.messages_answer import error_to_anthropic, to_message
 from proxy.providers.messages_request import to_chat
 from proxy.providers.messages_stream import MessagesFromChat
+from proxy.providers.stream_errors import google_stream_status
 
 
 class Gemini:
@@ -51,6 +52,9 @@ class Gemini:
 
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
+
+    def stream_status(self, first: bytes) -> int | None:
+        return google_stream_status(first)
 
     def usage(self, body: bytes) -> Usage | None:
         return usage_of(body)

@@ -57,6 +57,9 @@ class OpenAI:
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
 
+    def stream_status(self, first: bytes) -> int | None:
+        return None
+
     def usage(self, body: bytes) -> Usage | None:
         return from_body(body)
 

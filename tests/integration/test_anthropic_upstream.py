@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from aiohttp import web
 from conftest import FakeFactory, GatewayFactory, InProcessGateway, base_config, post_chat, upstream
 
 from proxy.fake.behaviour import Behaviour
@@ -282,3 +283,50 @@ async def _drain(stream: openai.AsyncStream[Any], into: list[str]) -> None:
     async for ch in stream:
         if ch.choices:
             into.append(ch.choices[0].delta.content or "")
+
+
+async def test_a_stream_opening_with_overloaded_error_fails_over(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    """`overloaded_error` as the first event of a 200 stream is a 529: the next tier answers."""
+    hits: list[str] = []
+
+    async def overloaded(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(
+            b"event: error\ndata: "
+            b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+        )
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", overloaded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        o = await fakes("oai", default=Behaviour(text="from openai", chunks=2))
+        c = {
+            "provider": "anthropic",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "credential": "env:ANTHROPIC_TEST_KEY",
+        }
+        gw = await gateway(
+            base_config({"c": c, "o": upstream(o)}, {"chat": {"tiers": [{"c": 1}, {"o": 1}]}})
+        )
+        async with openai.AsyncOpenAI(
+            base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=BOUND
+        ) as sdk:
+            s = await sdk.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            text = "".join([ch.choices[0].delta.content or "" async for ch in s if ch.choices])
+        assert text == "from openai"
+        assert hits == ["/v1/messages"]
+    finally:
+        await runner.cleanup()
