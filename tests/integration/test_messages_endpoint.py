@@ -310,3 +310,32 @@ async def test_count_tokens(fakes: FakeFactory, gateway: GatewayFactory, dialect
     else:
         assert 100 <= res.input_tokens <= 110  # estimated: 400 characters at ~4 per token
         assert fake.requests == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_429_moves_to_the_next_tier_and_pauses_the_upstream(
+    fakes: FakeFactory, gateway: GatewayFactory, dialect: str
+) -> None:
+    extra: dict[str, object] = {}
+    if dialect == "bedrock":
+        extra["aws_keys"] = {"AKIDMESSAGES000001": SECRET}
+    limited = await fakes("lim", dialect=dialect, **extra)
+    limited.script(Behaviour(status=429, retry_after="30"))
+    backup = await fakes("backup", default=Behaviour(text="from backup", chunks=2))
+    gw = await gateway(
+        base_config(
+            {"lim": config_for(limited), "backup": config_for(backup)},
+            {"claude": {"tiers": [{"lim": 1}, {"backup": 1}]}},
+        )
+    )
+    async with anthropic.AsyncAnthropic(
+        base_url=gw.url, api_key="k", max_retries=0, timeout=BOUND
+    ) as sdk:
+        for _ in range(3):
+            async with sdk.messages.stream(
+                model="claude", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+            ) as stream:
+                assert "".join([t async for t in stream.text_stream]) == "from backup"
+                final = await stream.get_final_message()
+            assert final.usage.output_tokens == 2
+    assert len(limited.requests) == 1
