@@ -47,7 +47,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             raise
         if attempt.answered(reply):
             return attempt
-    if ex.attempts == 0 and unfit:
+    if ex.attempts == 0 and unfit and not _any_fit(ex):
         raise unsupported(route.name, ex.endpoint.value)
     if ex.failure is None:
         blocked = balancer.blocked(route, ex.tried, time.monotonic())
@@ -62,3 +62,14 @@ def _final_error(ex: Exchange) -> GatewayError:
     if kind not in FAILOVER:
         kind = FailureKind.RESET
     return exhausted(kind, ex.upstream_status, ex.retry_after_s)
+
+
+def _any_fit(ex: Exchange) -> bool:
+    """Whether some upstream of the route serves the endpoint (it may just be unavailable now)."""
+    route = ex.route
+    assert route is not None
+    return any(
+        PROVIDERS[m.upstream.provider].supports(m.upstream, ex.endpoint)
+        for tier in route.tiers
+        for m in tier.members
+    )
