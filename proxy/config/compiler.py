@@ -132,6 +132,8 @@ class _Compiler(Reader):
             given["stream_usage"] = preset.stream_usage
         if "responses" not in raw:
             given["responses"] = preset.responses
+        if "short_tool_ids" not in raw:
+            given["short_tool_ids"] = preset.short_tool_ids
         base = self.read(
             Upstream,
             raw,

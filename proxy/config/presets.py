@@ -20,6 +20,8 @@ class Preset:
     """Whether the server accepts `stream_options.include_usage` on streams."""
     responses: bool = False
     """Whether the server implements the Responses API (`/v1/responses`)."""
+    short_tool_ids: bool = False
+    """Whether tool-call ids must be 9 letters and digits (Mistral)."""
 
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
@@ -33,7 +35,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "groq": Preset(
             Provider.OPENAI, "https://api.groq.com/openai/v1", stream_usage=False, responses=True
         ),
-        "mistral": Preset(Provider.OPENAI, "https://api.mistral.ai/v1"),
+        "mistral": Preset(Provider.OPENAI, "https://api.mistral.ai/v1", short_tool_ids=True),
         "together": Preset(Provider.OPENAI, "https://api.together.xyz/v1"),
         "fireworks": Preset(Provider.OPENAI, "https://api.fireworks.ai/inference/v1"),
         "deepseek": Preset(Provider.OPENAI, "https://api.deepseek.com/v1"),

@@ -92,6 +92,8 @@ class Upstream:
     that did not ask), so every stream reports its tokens."""
     anthropic_version: str = setting("2023-06-01")
     """The `anthropic-version` header sent to `provider = "anthropic"` upstreams."""
+    short_tool_ids: bool = setting(False)
+    """Rewrite tool-call ids to 9 letters and digits (Mistral refuses others, e.g. `toolu_...`)."""
     responses: bool = setting(False)
     """The server implements `/v1/responses` (the provider's preset says; the file may override)."""
     deployment: str | None = setting(None)

@@ -12,6 +12,7 @@ from proxy.providers.messages_stream import MessagesFromChat
 from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
 from proxy.providers.responses_usage import ResponsesUsageObserver
+from proxy.providers.tool_ids import shorten_tool_ids
 
 PATHS = {
     Endpoint.CHAT: "/chat/completions",
@@ -81,12 +82,14 @@ class OpenAI:
         pk = ex.peek
         assert pk is not None
         add_usage = adds_usage(up, ex)
-        key = (up.model, add_usage)
+        key = (up.model, add_usage, up.short_tool_ids)
         out = ex.bodies.get(key)
         if out is None:
             out = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
             if add_usage:
                 out = ask_for_usage(out, pk.has_stream_options)
+            if up.short_tool_ids:
+                out = shorten_tool_ids(out)
             ex.bodies[key] = out
         return out
 
@@ -167,8 +170,11 @@ class UsageStripper:
 
 def messages_as_chat(up: Upstream, ex: Exchange) -> bytes:
     """A Messages client's body as chat (usage asked for on streams, for metering)."""
-    key = ("messages->chat", up.model, up.stream_usage)
+    key = ("messages->chat", up.model, up.stream_usage, up.short_tool_ids)
     body = ex.bodies.get(key)
     if body is None:
-        body = ex.bodies[key] = to_chat(ex.body, up.model, up.stream_usage)
+        body = to_chat(ex.body, up.model, up.stream_usage)
+        if up.short_tool_ids:
+            body = shorten_tool_ids(body)
+        ex.bodies[key] = body
     return body

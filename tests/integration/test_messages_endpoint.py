@@ -339,3 +339,33 @@ async def test_429_moves_to_the_next_tier_and_pauses_the_upstream(
                 final = await stream.get_final_message()
             assert final.usage.output_tokens == 2
     assert len(limited.requests) == 1
+
+
+async def test_claude_tool_ids_reach_a_mistral_upstream_in_its_format(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    """A Messages history with `toolu_...` ids, served from a Mistral-preset upstream."""
+    fake = await fakes("mistral", default=Behaviour(text="ok"))
+    up = {"provider": "mistral", "base_url": fake.base_url, "model": "mistral-small"}
+    gw = await gateway(base_config({"m": up}, {"claude": {"tiers": [{"m": 1}]}}))
+    history: Any = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_01Xyz", "name": "get_weather", "input": {}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_01Xyz", "content": "3C"}],
+        },
+    ]
+    async with anthropic.AsyncAnthropic(
+        base_url=gw.url, api_key="k", max_retries=0, timeout=BOUND
+    ) as sdk:
+        await sdk.messages.create(model="claude", max_tokens=8, messages=history, tools=[WEATHER])
+    sent = fake.requests[-1].json()["messages"]
+    call_id = sent[1]["tool_calls"][0]["id"]  # type: ignore[index]
+    assert len(call_id) == 9 and call_id.isalnum()
+    assert sent[2]["tool_call_id"] == call_id  # type: ignore[index]

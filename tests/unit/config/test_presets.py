@@ -133,3 +133,8 @@ def test_bedrock_needs_region_key_id_and_one_secret() -> None:
     assert 'upstreams.u.region: is required with provider = "bedrock"' in errs
     assert any(e.startswith("upstreams.u.access_key_id: is required") for e in errs)
     assert any(e.startswith("upstreams.u.credential: bedrock takes one") for e in errs)
+
+
+def test_mistral_gets_short_tool_ids() -> None:
+    assert compile_one({"provider": "mistral"}).upstreams["u"].short_tool_ids is True
+    assert compile_one({"provider": "together"}).upstreams["u"].short_tool_ids is False

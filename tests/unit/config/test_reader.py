@@ -143,6 +143,7 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "credential",
         "stream_usage",
         "anthropic_version",
+        "short_tool_ids",
         "responses",
         "deployment",
         "api_version",
