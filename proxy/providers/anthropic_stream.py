@@ -27,6 +27,7 @@ class ChatFromMessages:
     __slots__ = (
         "_created",
         "_done",
+        "_finished",
         "_id",
         "_include_usage",
         "_model",
@@ -46,6 +47,7 @@ class ChatFromMessages:
         self._tool_of_block: dict[int, int] = {}
         self._usage: dict[str, Any] = {}
         self._done = False
+        self._finished = False
 
     @property
     def usage(self) -> Usage | None:
@@ -66,7 +68,11 @@ class ChatFromMessages:
         return b"".join(out)
 
     def end(self) -> bytes:
-        return b""
+        """Ended after message_delta but without message_stop: finish the stream anyway."""
+        if self._done or not self._finished:
+            return b""
+        self._done = True
+        return (self._usage_chunk() if self._include_usage else b"") + DONE
 
     def _event(self, obj: dict[str, Any], out: list[bytes]) -> None:
         kind = obj.get("type")
@@ -95,6 +101,7 @@ class ChatFromMessages:
             self._merge_usage(obj.get("usage"))
             reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
             out.append(self._chunk({}, reason))
+            self._finished = True
         elif kind == "message_stop":
             if self._include_usage:
                 out.append(self._usage_chunk())

@@ -27,6 +27,7 @@ class ChatFromConverse:
         "_buffer",
         "_created",
         "_done",
+        "_finished",
         "_include_usage",
         "_model",
         "_started",
@@ -47,6 +48,7 @@ class ChatFromConverse:
         self._tool_of_block: dict[int, int] = {}
         self._usage: dict[str, Any] | None = None
         self._done = False
+        self._finished = False
 
     @property
     def usage(self) -> Usage | None:
@@ -69,7 +71,11 @@ class ChatFromConverse:
         return b"".join(out)
 
     def end(self) -> bytes:
-        return b""
+        """Ended after messageStop without the metadata event: finish without usage."""
+        if self._done or not self._finished:
+            return b""
+        self._done = True
+        return DONE
 
     def _message(self, headers: dict[str, Any], payload: bytes, out: list[bytes]) -> None:
         kind = headers.get(":message-type")
@@ -113,6 +119,7 @@ class ChatFromConverse:
                 out.append(self._chunk({"tool_calls": [{**call, "function": fn}]}))
         elif event == "messageStop":
             out.append(self._chunk({}, finish_reason(obj.get("stopReason"))))
+            self._finished = True
         elif event == "metadata":
             self._usage = openai_usage(obj.get("usage"))
             if self._include_usage and self._usage is not None:

@@ -74,7 +74,13 @@ class MessagesFromChat:
         return b"".join(out)
 
     def end(self) -> bytes:
-        return b""
+        """A server that ended cleanly after its finish reason without `[DONE]`: close the
+        message. Without a finish reason the stream broke: the relay adds the error event."""
+        if self._done or self._finish is None:
+            return b""
+        out: list[bytes] = []
+        self._finish_message(out)
+        return b"".join(out)
 
     def _chunk(self, obj: dict[str, Any], out: list[bytes]) -> None:
         if "error" in obj:

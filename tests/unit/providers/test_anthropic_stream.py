@@ -199,3 +199,13 @@ def test_error_body_in_openai_shape() -> None:
         }
     }
     assert orjson.loads(error_to_openai(b"<html>"))["error"]["type"] == "api_error"
+
+
+def test_a_stream_ending_after_its_finish_without_message_stop_still_ends_cleanly() -> None:
+    cut = TRANSCRIPT[: TRANSCRIPT.index(b"event: message_stop")]
+    out, usage = translate([cut])
+    assert events(out)[-1] == b"[DONE]"
+    assert usage == Usage(1610, 38)
+    broken = TRANSCRIPT[: TRANSCRIPT.index(b"event: message_delta")]
+    out, _ = translate([broken])
+    assert b"[DONE]" not in out  # broke before the finish: the relay ends it with an error

@@ -206,3 +206,18 @@ def test_split_at_any_byte_boundary_gives_the_same_events(points: list[int]) -> 
     ps = sorted(set(points))
     pieces = [STREAM[a:b] for a, b in zip([0, *ps], [*ps, len(STREAM)], strict=True)]
     assert translate(pieces) == translate([STREAM])
+
+
+def test_a_stream_ending_after_message_stop_without_metadata_still_ends_cleanly() -> None:
+    meta = frame(
+        "metadata",
+        {
+            "usage": {"inputTokens": 7, "outputTokens": 3, "totalTokens": 10},
+            "metrics": {"latencyMs": 5},
+        },
+    )
+    evs, usage = translate([STREAM[: len(STREAM) - len(meta)]])
+    assert evs[-1] == b"[DONE]" and usage is None
+    stop = frame("messageStop", {"stopReason": "tool_use"})
+    evs, _ = translate([STREAM[: len(STREAM) - len(meta) - len(stop)]])
+    assert b"[DONE]" not in evs

@@ -290,3 +290,13 @@ def test_token_estimate_counts_text_not_structure() -> None:
     small = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 40}]})
     assert estimate_input_tokens(small) == 11  # "x" * 40 and "user"
     assert estimate_input_tokens(b"nope") == 0
+
+
+def test_a_chat_stream_without_done_is_closed_after_its_finish_reason() -> None:
+    no_done = CHAT_STREAM[: CHAT_STREAM.index(b"data: [DONE]")]
+    evs, usage = translate([no_done])
+    assert [n for n, _ in evs][-2:] == ["message_delta", "message_stop"]
+    assert usage == Usage(12, 7)
+    broken = CHAT_STREAM[: CHAT_STREAM.index(b'"finish_reason": "tool_calls"'.replace(b" ", b""))]
+    evs, _ = translate([broken[: broken.rfind(b"data: ")]])
+    assert "message_stop" not in [n for n, _ in evs]
