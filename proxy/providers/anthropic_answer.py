@@ -65,11 +65,14 @@ def to_chat(body: bytes) -> bytes:
     if not isinstance(msg, dict):
         return body
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in msg.get("content") or ():
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             texts.append(block.get("text", ""))
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking", ""))
         elif kind == "tool_use":
             calls.append(
                 {
@@ -88,6 +91,8 @@ def to_chat(body: bytes) -> bytes:
     }
     if calls:
         message["tool_calls"] = calls
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)
     out: dict[str, Any] = {
         "id": msg.get("id", ""),
         "object": "chat.completion",

@@ -118,6 +118,8 @@ class ChatFromMessages:
         dtype = delta.get("type")
         if dtype == "text_delta":
             out.append(self._chunk({"content": delta.get("text", "")}))
+        elif dtype == "thinking_delta":  # the `reasoning_content` convention (DeepSeek and co)
+            out.append(self._chunk({"reasoning_content": delta.get("thinking", "")}))
         elif dtype == "input_json_delta":
             fragment = delta.get("partial_json", "")
             ordinal = self._tool_of_block.get(obj.get("index", 0))

@@ -209,3 +209,24 @@ def test_a_stream_ending_after_its_finish_without_message_stop_still_ends_cleanl
     broken = TRANSCRIPT[: TRANSCRIPT.index(b"event: message_delta")]
     out, _ = translate([broken])
     assert b"[DONE]" not in out  # broke before the finish: the relay ends it with an error
+
+
+def test_thinking_reaches_chat_clients_as_reasoning_content() -> None:
+    thinking = (
+        b"event: content_block_start\n"
+        b'data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}\n\n'
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me see"}}\n\n'
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}\n\n'
+    )
+    start_end = TRANSCRIPT.index(b"event: content_block_start")
+    out, _ = translate([TRANSCRIPT[:start_end] + thinking + TRANSCRIPT[start_end:]])
+    deltas = [e["choices"][0]["delta"] for e in events(out) if isinstance(e, dict) and e["choices"]]
+    assert {"reasoning_content": "Let me see"} in deltas
+    assert not any("signature" in str(d) for d in deltas)
+    blocks: Any = MESSAGE["content"]
+    thinking_block = {"type": "thinking", "thinking": "hmm", "signature": "s"}
+    whole = {**MESSAGE, "content": [thinking_block, *blocks]}
+    message = orjson.loads(to_chat(orjson.dumps(whole)))["choices"][0]["message"]
+    assert message["reasoning_content"] == "hmm" and message["content"] == "Checking."
