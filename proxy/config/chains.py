@@ -18,7 +18,8 @@ class RouteCompiler:
 
     c: Reader
     raw: Mapping[str, object]
-    upstreams: Mapping[str, Upstream]
+    upstreams: Mapping[str, tuple[Upstream, ...]]
+    """By the name in the file: one upstream, or one per credential (NAME#1, NAME#2 ...)."""
     defined: frozenset[str]
     """Every upstream name in the file, valid or not (invalid ones already have their error)."""
     max_attempts: int
@@ -94,16 +95,17 @@ class RouteCompiler:
             return None
         members: list[Member] = []
         for up_name, weight in raw.items():
-            up = self.upstreams.get(up_name)
-            if up is None:
+            ups = self.upstreams.get(up_name)
+            if ups is None:
                 if up_name not in self.defined:
                     c.err(path, f'unknown upstream "{up_name}"')
                 continue
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
                 c.err(f"{path}.{up_name}", "weight must be an integer >= 0")
                 continue
-            timeouts = replace(up.timeouts, **overrides) if overrides else up.timeouts
-            members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
+            for up in ups:  # each credential of a many-key upstream is a member of its own
+                timeouts = replace(up.timeouts, **overrides) if overrides else up.timeouts
+                members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
         if not members:
             return None
         return Tier(key=f"{route}#{index}", strategy=strategy, members=tuple(members), origin=route)

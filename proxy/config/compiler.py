@@ -8,9 +8,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config import bedrock
 from proxy.config.chains import RouteCompiler
+from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import (
     Config,
@@ -64,16 +67,17 @@ class _Compiler(Reader):
         base_timeouts = self.read(Timeouts, raw_defaults, "defaults")
         base_ejection = self.ejection(raw_defaults, "defaults", Ejection())
         defaults = self.read(Defaults, raw_defaults, "defaults")
-        upstreams = {
-            name: up
+        groups = {
+            name: ups
             for name, raw in self.table(data, "upstreams", "upstreams").items()
-            if (up := self.upstream(name, raw, base_timeouts, base_ejection)) is not None
+            if (ups := self.upstream(name, raw, base_timeouts, base_ejection))
         }
+        upstreams = {up.name: up for ups in groups.values() for up in ups}
         routes_raw = self.table(data, "routes", "routes")
         if not routes_raw:
             self.err("routes", "at least one route is required")
         defined = frozenset(self.table(data, "upstreams", "upstreams"))
-        routes = RouteCompiler(self, routes_raw, upstreams, defined, defaults.max_attempts).run()
+        routes = RouteCompiler(self, routes_raw, groups, defined, defaults.max_attempts).run()
         if self.errors:
             return None
         return Config(
@@ -109,37 +113,71 @@ class _Compiler(Reader):
 
     def upstream(
         self, name: str, raw: object, timeouts: Timeouts, ejection: Ejection
-    ) -> Upstream | None:
+    ) -> tuple[Upstream, ...]:
+        """One upstream, or one per credential when `credential` lists several (NAME#1 ...)."""
         path = f"upstreams.{name}"
         if not isinstance(raw, Mapping):
             self.err(path, "must be a table")
-            return None
+            return ()
+        if "#" in name:
+            self.err(path, 'an upstream name must not contain "#" (it numbers credentials)')
         n_errors = len(self.errors)
         self.known(raw, UPSTREAM_KEYS, path)
-        provider = self.provider(raw, path)
-        base_url, query = self.base_url(raw, path)
-        credential_ref = self.string(raw, "credential", path)
-        credential = self.credential(credential_ref, f"{path}.credential")
-        up = self.read(
+        preset_name, preset = self.provider(raw, path)
+        default_url = preset.base_url
+        if preset.dialect is Provider.BEDROCK:
+            default_url = bedrock.default_base_url(raw)
+        base_url, query = self.base_url(raw, path, default_url)
+        refs = self.credential_refs(raw, path)
+        given: dict[str, Any] = {}
+        if preset.dialect is Provider.BEDROCK:
+            given.update(bedrock.bedrock_fields(self, raw, path, refs, self.credential))
+        if "stream_usage" not in raw:
+            given["stream_usage"] = preset.stream_usage
+        if "responses" not in raw:
+            given["responses"] = preset.responses
+        if "short_tool_ids" not in raw:
+            given["short_tool_ids"] = preset.short_tool_ids
+        base = self.read(
             Upstream,
             raw,
             path,
             name=name,
-            provider=provider,
+            provider=preset.dialect,
+            preset=preset_name,
             base_url=base_url,
             query=query,
-            credential_ref=credential_ref,
-            credential=credential,
+            credential_ref=None,
+            credential=None,
             timeouts=self.read(Timeouts, raw, path, timeouts),
             ejection=self.ejection(raw, path, ejection),
             price=self.price(raw, path),
             fingerprint="",
+            **given,
         )
-        if len(self.errors) > n_errors:
-            return None
-        secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
-        fingerprint = f"{provider}|{base_url}?{query}|{up.model}|{secret_id}"
-        return dataclasses.replace(up, fingerprint=fingerprint)
+        if base.provider is Provider.AZURE:
+            for key in ("deployment", "api_version"):
+                if getattr(base, key) is None:
+                    self.err(f"{path}.{key}", 'is required with provider = "azure"')
+        ups: list[Upstream] = []
+        for i, ref in enumerate(refs or [None]):
+            where = f"{path}.credential" + (f"[{i}]" if len(refs) > 1 else "")
+            credential = self.credential(ref, where)
+            secret_id = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
+            fingerprint = f"{base.provider}|{base_url}?{query}|{base.model}|{secret_id}"
+            fingerprint += f"|{base.deployment}|{base.api_version}|{base.anthropic_version}"
+            key_id = hashlib.sha256((base.aws_key_id or "").encode()).hexdigest()[:16]
+            fingerprint += f"|{base.region}|{key_id}"
+            ups.append(
+                dataclasses.replace(
+                    base,
+                    name=f"{name}#{i + 1}" if len(refs) > 1 else name,
+                    credential_ref=ref,
+                    credential=credential,
+                    fingerprint=fingerprint,
+                )
+            )
+        return () if len(self.errors) > n_errors else tuple(ups)
 
     def price(self, parent: Mapping[str, object], path: str) -> Price | None:
         if "price" not in parent:
@@ -149,17 +187,35 @@ class _Compiler(Reader):
         self.known(raw, PRICE_KEYS, p)
         return self.read(Price, raw, p)
 
-    def provider(self, raw: Mapping[str, object], path: str) -> Provider:
+    def provider(self, raw: Mapping[str, object], path: str) -> tuple[str, Preset]:
         name = self.string(raw, "provider", path) or Provider.OPENAI.value
-        try:
-            return Provider(name)
-        except ValueError:
-            supported = ", ".join(p.value for p in Provider)
+        preset = PRESETS.get(name)
+        if preset is None:
+            supported = ", ".join(PRESETS)
             self.err(f"{path}.provider", f'unknown provider "{name}" (supported: {supported})')
-            return Provider.OPENAI
+            return Provider.OPENAI.value, PRESETS[Provider.OPENAI.value]
+        return name, preset
 
-    def base_url(self, raw: Mapping[str, object], path: str) -> tuple[str, str]:
+    def credential_refs(self, raw: Mapping[str, object], path: str) -> list[str]:
+        """`credential = "env:K"` or `credential = ["env:K1", "env:K2"]` (one upstream per key)."""
+        value = raw.get("credential")
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            if len(set(value)) < len(value):
+                self.err(f"{path}.credential", "lists the same credential twice")
+            return [str(v) for v in value]
+        self.err(f"{path}.credential", 'must be "env:NAME" or a non-empty list of them')
+        return []
+
+    def base_url(
+        self, raw: Mapping[str, object], path: str, default: str | None = None
+    ) -> tuple[str, str]:
         """The base URL without a trailing slash, and its query (kept for every request)."""
+        if "base_url" not in raw and default is not None:
+            return default, ""
         if "base_url" not in raw:
             self.err(f"{path}.base_url", "is required")
             return "", ""

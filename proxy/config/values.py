@@ -24,6 +24,10 @@ class Provider(StrEnum):
     """The API dialects an upstream can speak; each has its adapter in `proxy.providers`."""
 
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    AZURE = "azure"
+    GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
 
 class Endpoint(StrEnum):
@@ -32,6 +36,11 @@ class Endpoint(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    MESSAGES = "messages"
+    """Anthropic Messages (`POST /v1/messages`), for clients that speak it."""
+    COUNT_TOKENS = "count_tokens"
+    RESPONSES = "responses"
+    """OpenAI Responses API (`POST /v1/responses`), passed through to upstreams that have it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +85,9 @@ class Upstream:
 
     name: str
     provider: Provider = custom(Provider.OPENAI)
+    """The dialect spoken; a preset (`groq`, `ollama` ...) is compiled to its dialect."""
+    preset: str = ""
+    """The `provider` name as written (a dialect or a preset), for display."""
     base_url: str = custom()
     """Without a trailing slash and without the query, which is kept in `query`."""
     query: str = ""
@@ -96,6 +108,23 @@ class Upstream:
     """The provider's requests-per-minute limit for this credential (`capacity` strategy)."""
     tpm: int | None = setting(None, lo=1)
     """The provider's tokens-per-minute limit for this credential (`capacity` strategy)."""
+    anthropic_version: str = setting("2023-06-01")
+    """The `anthropic-version` header sent to `provider = "anthropic"` upstreams."""
+    short_tool_ids: bool = setting(False)
+    """Rewrite tool-call ids to 9 letters and digits (Mistral refuses others, e.g. `toolu_...`)."""
+    responses: bool = setting(False)
+    """The server implements `/v1/responses` (the provider's preset says; the file may override)."""
+    deployment: str | None = setting(None)
+    """Azure: the deployment name in the path (it chooses the model)."""
+    api_version: str | None = setting(None)
+    """Azure: the `api-version` query parameter."""
+    region: str | None = setting(None)
+    """Bedrock: the AWS region (signed into every request; it makes the default base URL)."""
+    aws_key_id_ref: str | None = custom(None, "access_key_id")
+    aws_key_id: str | None = field(default=None, repr=False)
+    aws_token_ref: str | None = custom(None, "session_token")
+    aws_token: str | None = field(default=None, repr=False)
+    """Bedrock: the AWS access key id and optional session token (`credential` holds the secret)."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

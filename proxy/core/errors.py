@@ -110,10 +110,10 @@ def exhausted(kind: FailureKind, status: int | None, retry_after_s: float | None
             code="upstream_response_too_large",
             should_retry=False,
         )
-    if kind is FailureKind.UPSTREAM_5XX and status == 503:
+    if kind is FailureKind.UPSTREAM_5XX and status in (503, 529):  # 529: Anthropic overloaded
         return GatewayError(
             503,
-            "The upstream is overloaded or unavailable (503).",
+            f"The upstream is overloaded or unavailable ({status}).",
             type_="server_error",
             code="upstream_unavailable",
             retry_after_s=retry_after_s if retry_after_s is not None else 1.0,
@@ -160,5 +160,16 @@ def too_large(limit: int) -> GatewayError:
         413,
         f"The request body is larger than the gateway's limit of {limit} bytes.",
         code="request_too_large",
+        should_retry=False,
+    )
+
+
+def unsupported(route: str, endpoint: str) -> GatewayError:
+    """No upstream of the route speaks the endpoint the client called (say, embeddings)."""
+    return GatewayError(
+        400,
+        f"The model `{route}` has no upstream that serves the {endpoint} endpoint.",
+        code="unsupported_endpoint",
+        param="model",
         should_retry=False,
     )

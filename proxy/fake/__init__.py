@@ -1,4 +1,4 @@
-"""A faithful fake LLM provider (OpenAI and Anthropic dialects) for tests, demo and bench.
+"""A faithful fake LLM provider (OpenAI, Anthropic and Gemini dialects) for tests, demo and bench.
 
 Level: test and demo support; speaks the wire formats itself.
 May import: (nothing else in proxy)

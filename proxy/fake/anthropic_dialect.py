@@ -114,25 +114,38 @@ def count_tokens_json(input_tokens: int) -> bytes:
     return orjson.dumps({"input_tokens": input_tokens})
 
 
+def _usage(r: Reply, output_tokens: int) -> dict[str, object]:
+    return {
+        "input_tokens": r.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": r.cached_tokens,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _tool_id(r: Reply) -> str:
+    return f"toolu_{r.rid}"
+
+
 def message_json(r: Reply) -> bytes:
-    """A `type: "message"` object with one text block and full usage."""
+    """A `type: "message"` object with one text block (or one tool_use block) and full usage."""
     text = "".join(r.pieces)
+    if r.tool is not None:
+        call = {"type": "tool_use", "id": _tool_id(r), "name": r.tool, "input": orjson.loads(text)}
+        content: list[object] = [call]
+    else:
+        content = [{"type": "text", "text": text}] if text else []
     return orjson.dumps(
         {
             "id": f"msg_{r.rid}",
             "type": "message",
             "role": "assistant",
             "model": r.model,
-            "content": [{"type": "text", "text": text}] if text else [],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": "end_turn" if r.tool is None else "tool_use",
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": r.prompt_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": len(r.pieces),
-                "service_tier": "standard",
-            },
+            "usage": _usage(r, len(r.pieces)),
         }
     )
 
@@ -152,10 +165,14 @@ _DELTA_OPEN = (
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
     b'"delta":{"type":"text_delta","text":'
 )
+_JSON_DELTA_OPEN = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"input_json_delta","partial_json":'
+)
 
 
 def message_events(r: Reply) -> Events:
-    """message_start, content_block_start, ping, text deltas, block stop, delta, stop."""
+    """message_start, content_block_start, ping, deltas, block stop, delta, stop."""
     start = {
         "type": "message_start",
         "message": {
@@ -166,22 +183,28 @@ def message_events(r: Reply) -> Events:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": r.prompt_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 1,
-                "service_tier": "standard",
-            },
+            "usage": _usage(r, 1),
         },
     }
     delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "delta": {
+            "stop_reason": "end_turn" if r.tool is None else "tool_use",
+            "stop_sequence": None,
+        },
         "usage": {"output_tokens": len(r.pieces)},
     }
-    head = (_event(b"message_start", orjson.dumps(start)), _BLOCK_START, PING)
-    content = tuple(_DELTA_OPEN + orjson.dumps(p) + b"}}\n\n" for p in r.pieces)
+    if r.tool is None:
+        block_start = _BLOCK_START
+        content = tuple(_DELTA_OPEN + orjson.dumps(p) + b"}}\n\n" for p in r.pieces)
+    else:
+        block = {"type": "tool_use", "id": _tool_id(r), "name": r.tool, "input": {}}
+        block_start = _event(
+            b"content_block_start",
+            orjson.dumps({"type": "content_block_start", "index": 0, "content_block": block}),
+        )
+        content = tuple(_JSON_DELTA_OPEN + orjson.dumps(p) + b"}}\n\n" for p in r.pieces)
+    head = (_event(b"message_start", orjson.dumps(start)), block_start, PING)
     tail = (BLOCK_STOP, _event(b"message_delta", orjson.dumps(delta)), MESSAGE_STOP)
     return Events(head, content, tail)
 

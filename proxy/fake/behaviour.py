@@ -10,11 +10,18 @@ from functools import lru_cache
 
 import orjson
 
-DIALECTS = ("openai", "anthropic")
+DIALECTS = ("openai", "anthropic", "gemini", "bedrock")
 FAULTS = frozenset(
     {"reset_before_headers", "reset_mid_stream", "hang", "drip", "close_before_headers"}
 )
-_INT_FIELDS = ("status", "chunks", "fault_after_chunks", "prompt_tokens", "error_status")
+_INT_FIELDS = (
+    "status",
+    "chunks",
+    "fault_after_chunks",
+    "prompt_tokens",
+    "error_status",
+    "cached_tokens",
+)
 _FLOAT_FIELDS = (
     "latency_s",
     "ttft_s",
@@ -23,9 +30,17 @@ _FLOAT_FIELDS = (
     "drip_interval_s",
     "error_rate",
 )
-_STR_FIELDS = ("retry_after", "retry_after_ms", "text", "fault")
+_STR_FIELDS = ("retry_after", "retry_after_ms", "text", "fault", "tool")
 _NULLABLE = frozenset(
-    {"error_body", "retry_after", "retry_after_ms", "tokens_per_s", "fault", "prompt_tokens"}
+    {
+        "error_body",
+        "retry_after",
+        "retry_after_ms",
+        "tokens_per_s",
+        "fault",
+        "prompt_tokens",
+        "tool",
+    }
 )
 
 
@@ -48,6 +63,10 @@ class Behaviour:
     fault_after_chunks: int = 2
     drip_interval_s: float = 0.5
     prompt_tokens: int | None = None
+    cached_tokens: int = 0
+    """Prompt tokens reported as read from the provider's prompt cache (Anthropic dialect)."""
+    tool: str | None = None
+    """Answer with a call to this tool instead of text; `text` (JSON) is its arguments."""
     # A fraction of requests answered with error_status instead (outage simulation);
     # the provider draws from a seeded RNG so runs are reproducible.
     error_rate: float = 0.0

@@ -73,6 +73,8 @@ class Reply:
     prompt_tokens: int
     created: int = 0
     include_usage: bool = False
+    cached_tokens: int = 0
+    tool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,12 @@ def chat_json(r: Reply) -> bytes:
         "refusal": None,
         "annotations": [],
     }
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+    finish = "stop"
+    if r.tool is not None:
+        fn = {"name": r.tool, "arguments": text}
+        call = {"id": f"call_{r.rid}", "type": "function", "function": fn}
+        message["content"], message["tool_calls"], finish = None, [call], "tool_calls"
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
     return orjson.dumps(
         {
             "id": f"chatcmpl-{r.rid}",
@@ -255,11 +262,26 @@ def chat_events(r: Reply) -> Events:
     prefix, end = _frame(r, f"chatcmpl-{r.rid}", "chat.completion.chunk")
     close = b',"logprobs":null,"finish_reason":null}]' + end
     role = prefix + b'[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}' + close
-    content = tuple(
-        prefix + b'[{"index":0,"delta":{"content":' + orjson.dumps(p) + b"}" + close
-        for p in r.pieces
+    if r.tool is None:
+        content = tuple(
+            prefix + b'[{"index":0,"delta":{"content":' + orjson.dumps(p) + b"}" + close
+            for p in r.pieces
+        )
+    else:
+        calls: list[dict[str, object]] = [
+            {"index": 0, "function": {"arguments": p}} for p in r.pieces
+        ]
+        if calls:  # the first fragment names the call
+            name = {"name": r.tool, "arguments": r.pieces[0]}
+            calls[0] = {"index": 0, "id": f"call_{r.rid}", "type": "function", "function": name}
+        content = tuple(
+            prefix + b'[{"index":0,"delta":{"tool_calls":' + orjson.dumps([c]) + b"}" + close
+            for c in calls
+        )
+    reason = b'"stop"' if r.tool is None else b'"tool_calls"'
+    finish = (
+        prefix + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":' + reason + b"}]" + end
     )
-    finish = prefix + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]' + end
     return Events((role,), content, _tail(r, prefix, finish))
 
 

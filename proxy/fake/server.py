@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -17,12 +17,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.fake import anthropic_dialect as anth
+from proxy.fake import bedrock_dialect as bed
+from proxy.fake import gemini_dialect as gem
 from proxy.fake import openai_dialect as oai
+from proxy.fake import responses_dialect as responses
 from proxy.fake.behaviour import DIALECTS, Behaviour
 from proxy.fake.behaviour import add_arguments as add_arguments  # the CLI's half of this module
 from proxy.fake.behaviour import behaviour_from_args as behaviour_from_args
 
 _JSON = "application/json"
+_EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,7 @@ class _Exchange:
 
 
 class FakeProvider:
-    """A scripted OpenAI- or Anthropic-dialect provider on 127.0.0.1 (tests, demo, bench)."""
+    """A scripted fake provider (OpenAI, Anthropic or Gemini dialect) on 127.0.0.1."""
 
     def __init__(
         self,
@@ -71,10 +75,13 @@ class FakeProvider:
         models: tuple[str, ...] = ("fake-model",),
         seed: int = 0,
         keep_requests: int = 10_000,
+        aws_keys: Mapping[str, str] | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
         self.dialect = dialect
+        self.aws_keys = aws_keys or {bed.FAKE_KEY_ID: bed.FAKE_SECRET}
+        """Bedrock: the access key pairs whose SigV4 signatures are accepted."""
         self.name = name
         self.default = default or Behaviour()
         self.models = models
@@ -98,7 +105,7 @@ class FakeProvider:
         host = "127.0.0.1" if self._host in ("", "0.0.0.0", "::") else self._host
         host = f"[{host}]" if ":" in host else host
         root = f"http://{host}:{self.port}"
-        return f"{root}/v1" if self.dialect == "openai" else root
+        return {"openai": f"{root}/v1", "gemini": f"{root}/v1beta"}.get(self.dialect, root)
 
     @property
     def queued(self) -> int:
@@ -231,18 +238,35 @@ class FakeProvider:
         model = oai.peek_model(body)
         if self.dialect == "anthropic":
             return anth.default_error(status, rid, model)
+        if self.dialect == "gemini":
+            return gem.error(status)
+        if self.dialect == "bedrock":
+            return bed.default_error(status)
         return oai.default_error(status, model)
 
     def _plan(
         self, request: web.Request, body: bytes, b: Behaviour, rid: str
     ) -> bytes | oai.Events:
-        answer = anth.answer if self.dialect == "anthropic" else oai.answer
+        if self.dialect == "bedrock":
+            url = f"http://{request.host}{request.raw_path}"  # as signed: path not decoded
+            bed.verify(request.method, url, request.headers, body, self.aws_keys)
+        answer = {"anthropic": anth.answer, "gemini": gem.answer, "bedrock": bed.answer}.get(
+            self.dialect, oai.answer
+        )
+        if (
+            self.dialect == "openai"
+            and request.method == "POST"
+            and request.path.endswith("/responses")
+        ):
+            answer = _responses
         base = oai.Reply(
             rid=rid,
             model="",  # the dialect fills in the requested model
             pieces=b.pieces(),
             prompt_tokens=b.prompt_tokens_for(body),
             created=int(time.time()),
+            cached_tokens=b.cached_tokens,
+            tool=b.tool,
         )
         return answer(request.method, request.path, body, base, self.models)
 
@@ -256,7 +280,8 @@ class FakeProvider:
         ex: _Exchange,
     ) -> web.StreamResponse:
         sse = isinstance(plan, oai.Events)
-        headers = self._headers(b, rid, "text/event-stream" if sse else _JSON)
+        kind = _EVENTSTREAM if self.dialect == "bedrock" else "text/event-stream"
+        headers = self._headers(b, rid, kind if sse else _JSON)
         if sse:
             headers.setdefault("Cache-Control", "no-cache")
         events = plan if isinstance(plan, oai.Events) else oai.Events((), (), (plan,))
@@ -318,6 +343,13 @@ class FakeProvider:
     def _ctl_reply(self, obj: dict[str, object], status: int = 200) -> web.Response:
         headers = {"Content-Type": _JSON, "x-fake-name": self.name}
         return web.Response(status=status, body=orjson.dumps(obj), headers=headers)
+
+
+def _responses(
+    method: str, path: str, body: bytes, base: oai.Reply, models: tuple[str, ...]
+) -> bytes | oai.Events:
+    del method, path, models  # the signature of the other dialects' answer
+    return responses.answer(body, base)
 
 
 async def _break(request: web.Request, ex: _Exchange, *, rst: bool) -> NoReturn:

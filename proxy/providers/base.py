@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from proxy.config.values import Upstream
+from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind
 
@@ -52,6 +52,10 @@ class Provider(Protocol):
 
     name: str
 
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
+        """Whether `up` can serve a client request to `endpoint` (else it is skipped)."""
+        ...
+
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
         """The upstream request for this exchange: URL, credential, model id, options."""
         ...
@@ -60,12 +64,23 @@ class Provider(Protocol):
         """What an upstream status means for failover; None for a success."""
         ...
 
+    def stream_status(self, first: bytes) -> int | None:
+        """The HTTP status a 200 stream really means when its first bytes are an error event
+        (Anthropic's `overloaded_error` mid-stream is a 529), so it can still fail over before
+        the commit point; None for a stream that started well."""
+        ...
+
     def usage(self, body: bytes) -> Usage | None:
         """Usage reported by a whole (non-streaming) answer."""
         ...
 
-    def progress(self) -> Progress:
-        """A fresh watcher for one stream of this dialect (deadlines count data, not comments)."""
+    def progress(self) -> Progress | None:
+        """A fresh watcher for one stream of this dialect (deadlines count data, not comments);
+        None when every byte is progress (binary framing with no keep-alives)."""
+
+    def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        """The client's bytes for a whole upstream answer (success or error), in the client's
+        dialect: the same bytes when the dialects match."""
         ...
 
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:

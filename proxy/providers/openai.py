@@ -6,18 +6,26 @@ from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
 from proxy.providers.base import Progress, StreamFilter, UpstreamRequest
+from proxy.providers.messages_answer import error_to_anthropic, to_message
+from proxy.providers.messages_request import to_chat
+from proxy.providers.messages_stream import MessagesFromChat
 from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
+from proxy.providers.responses_usage import ResponsesUsageObserver
 from proxy.providers.sse_progress import DataProgress
+from proxy.providers.tool_ids import shorten_tool_ids
 
 PATHS = {
     Endpoint.CHAT: "/chat/completions",
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
+    Endpoint.RESPONSES: "/responses",
 }
 """Below the upstream's base URL (which carries the version, e.g. `/v1`)."""
 
 _MAX_PENDING = 1 << 20
+_STREAM_OPTIONS = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
+"""Endpoints whose streams report usage only when asked (`stream_options.include_usage`)."""
 
 
 class OpenAI:
@@ -25,31 +33,57 @@ class OpenAI:
 
     name = "openai"
 
+    def supports(self, up: Upstream, endpoint: Endpoint) -> bool:
+        if endpoint is Endpoint.RESPONSES:
+            return up.responses
+        return endpoint in PATHS or endpoint is Endpoint.MESSAGES
+
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
-        url = up.base_url + PATHS[ex.endpoint]
-        if up.query:
-            url += "?" + up.query
+        if ex.endpoint is Endpoint.MESSAGES:
+            endpoint, body = Endpoint.CHAT, messages_as_chat(up, ex)
+        else:
+            endpoint, body = ex.endpoint, self._body(up, ex)
         headers = ex.forward_headers.copy()
-        if up.credential:
-            headers["Authorization"] = "Bearer " + up.credential
+        self.authorize(headers, up)
         return UpstreamRequest(
-            url,
+            self.url(up, endpoint),
             headers,
-            self._body(up, ex),
+            body,
             ex.snap.server.max_response_bytes,
             DataProgress() if ex.stream else None,
         )
 
+    def url(self, up: Upstream, endpoint: Endpoint) -> str:
+        """Where `endpoint` lives on this upstream (the base URL's query kept)."""
+        url = up.base_url + PATHS[endpoint]
+        return url + "?" + up.query if up.query else url
+
+    def authorize(self, headers: dict[str, str], up: Upstream) -> None:
+        if up.credential:
+            headers["Authorization"] = "Bearer " + up.credential
+
     def failure(self, status: int) -> FailureKind | None:
         return classify_status(status)
+
+    def stream_status(self, first: bytes) -> int | None:
+        return None
 
     def usage(self, body: bytes) -> Usage | None:
         return from_body(body)
 
-    def progress(self) -> Progress:
+    def progress(self) -> Progress | None:
         return DataProgress()
 
+    def answer(self, status: int, body: bytes, ex: Exchange) -> bytes:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return to_message(body) if status < 300 else error_to_anthropic(status, body)
+        return body
+
     def stream(self, up: Upstream, ex: Exchange) -> StreamFilter:
+        if ex.endpoint is Endpoint.MESSAGES:
+            return MessagesFromChat()
+        if ex.endpoint is Endpoint.RESPONSES:
+            return ResponsesUsageObserver()
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()
 
     @staticmethod
@@ -58,12 +92,14 @@ class OpenAI:
         pk = ex.peek
         assert pk is not None
         add_usage = adds_usage(up, ex)
-        key = (up.model, add_usage)
+        key = (up.model, add_usage, up.short_tool_ids)
         out = ex.bodies.get(key)
         if out is None:
             out = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
             if add_usage:
                 out = ask_for_usage(out, pk.has_stream_options)
+            if up.short_tool_ids:
+                out = shorten_tool_ids(out)
             ex.bodies[key] = out
         return out
 
@@ -76,7 +112,7 @@ def adds_usage(up: Upstream, ex: Exchange) -> bool:
         and pk is not None
         and pk.stream
         and not pk.include_usage
-        and ex.endpoint is not Endpoint.EMBEDDINGS
+        and ex.endpoint in _STREAM_OPTIONS
     )
 
 
@@ -140,3 +176,15 @@ class UsageStripper:
     def end(self) -> bytes:
         pending, self._pending = self._pending, b""
         return pending
+
+
+def messages_as_chat(up: Upstream, ex: Exchange) -> bytes:
+    """A Messages client's body as chat (usage asked for on streams, for metering)."""
+    key = ("messages->chat", up.model, up.stream_usage, up.short_tool_ids)
+    body = ex.bodies.get(key)
+    if body is None:
+        body = to_chat(ex.body, up.model, up.stream_usage)
+        if up.short_tool_ids:
+            body = shorten_tool_ids(body)
+        ex.bodies[key] = body
+    return body

@@ -69,6 +69,14 @@ class Attempt:
         kind = self.provider.failure(reply.status)
         if limited(self.upstream):
             st.capacity.observe(reply.headers, time.monotonic())
+        if kind is None and ex.stream:
+            status = self.provider.stream_status(reply.first)
+            if status is not None:  # a 200 stream that opens with an error event
+                self.reply = None
+                reply.close()  # its body was not read to the end: the connection cannot be reused
+                kind = self.provider.failure(status) or FailureKind.UPSTREAM_5XX
+                self.failed(kind, f"stream opened with an error event ({status})", status)
+                return False
         if kind is None:
             now = time.monotonic()
             ex.ttfb_s = reply.ttfb_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from proxy.core.errors import GatewayError, exhausted, no_upstream, route_drained
+from proxy.core.errors import GatewayError, exhausted, no_upstream, route_drained, unsupported
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
 from proxy.governance.estimate import request_tokens
@@ -23,6 +23,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     tier = 0
     panicking = False
     need = request_tokens(ex)
+    unfit: list[str] = []
     while ex.attempts < route.max_attempts:
         now = time.monotonic()
         choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need)
@@ -36,6 +37,10 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         tier = choice.tier_index
         up = choice.member.upstream
         provider = PROVIDERS[up.provider]
+        if not provider.supports(up, ex.endpoint):
+            ex.tried.append(up.name)  # out of this request's choices; not an attempt
+            unfit.append(up.name)
+            continue
         request = provider.request(up, ex)
         attempt = Attempt(ex, choice, provider, balancer.rng, sum(need))
         try:
@@ -50,13 +55,25 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             raise
         if attempt.answered(reply):
             return attempt
+    raise _give_up(balancer, ex, need, bool(unfit))
+
+
+def _give_up(
+    balancer: Balancer, ex: Exchange, need: tuple[int, int], had_unfit: bool
+) -> GatewayError:
+    """The error when no attempt answered: nothing fits, nothing is selectable, or the last
+    failure."""
+    route = ex.route
+    assert route is not None
+    if ex.attempts == 0 and had_unfit and not _any_fit(ex):
+        return unsupported(route.name, ex.endpoint.value)
     if ex.failure is None:
         if not any(m.weight for tier in route.tiers for m in tier.members):
-            raise route_drained(route.name)
+            return route_drained(route.name)
         blocked = balancer.blocked(route, ex.tried, time.monotonic(), need)
         ex.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None
-        raise no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)
-    raise _final_error(ex)
+        return no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)
+    return _final_error(ex)
 
 
 async def _again(balancer: Balancer, ex: Exchange) -> Choice | None:
@@ -64,9 +81,9 @@ async def _again(balancer: Balancer, ex: Exchange) -> Choice | None:
     pause, when its failure may heal and the pause still fits the request's deadline (the
     upstream's TTFB limit, counted from arrival)."""
     route = ex.route
-    if route is None or not ex.tried or not may_retry_same(ex.failure, ex.upstream_status):
+    name = ex.upstream  # the last upstream attempted (an unfit one is tried, never attempted)
+    if route is None or name is None or not may_retry_same(ex.failure, ex.upstream_status):
         return None
-    name = ex.tried[-1]
     choice = balancer.choose_again(route, name, time.monotonic())
     if choice is None:
         return None
@@ -83,3 +100,14 @@ def _final_error(ex: Exchange) -> GatewayError:
     if kind not in FAILOVER and kind is not FailureKind.RESPONSE_TOO_LARGE:
         kind = FailureKind.RESET
     return exhausted(kind, ex.upstream_status, ex.retry_after_s)
+
+
+def _any_fit(ex: Exchange) -> bool:
+    """Whether some upstream of the route serves the endpoint (it may just be unavailable now)."""
+    route = ex.route
+    assert route is not None
+    return any(
+        PROVIDERS[m.upstream.provider].supports(m.upstream, ex.endpoint)
+        for tier in route.tiers
+        for m in tier.members
+    )

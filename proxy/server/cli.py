@@ -61,8 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fake-upstream", help="run the fake LLM provider used by tests and the demo")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9001)
-    p.add_argument("--dialect", choices=("openai", "anthropic"), default="openai")
+    from proxy.fake.behaviour import DIALECTS
     from proxy.fake.server import add_arguments
+
+    p.add_argument("--dialect", choices=DIALECTS, default="openai")
 
     add_arguments(p)
     p = sub.add_parser("demo", help="start fake providers and the gateway on the demo routing")

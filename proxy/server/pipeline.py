@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.config.values import Endpoint
+from proxy.core.dialect_errors import error_body, stream_error_maker
 from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
@@ -26,6 +27,7 @@ from proxy.ops import access, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.count_tokens import estimate
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
@@ -66,6 +68,9 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
         gw.drain.done_receiving(receiving)
         await admit(gw, ex, key)  # route allowed, limits, budget reservation    403 / 429
+        local = estimate(ex)  # count_tokens no upstream of the route can answer
+        if local is not None:
+            return local
         cached = lookup(gw, ex)  # response cache                              hit: answered
         if cached is not None:
             return cached
@@ -178,6 +183,7 @@ async def respond(
             elif scrub:
                 body = scrub.clean(body)
             ex.status = reply.status
+            body = win.provider.answer(reply.status, body, ex)
             return web.Response(status=reply.status, body=body, headers=headers)
         return await _relay(request, gw, ex, win, headers)
 
@@ -190,7 +196,13 @@ async def _relay(
     headers.update(STREAM_HEADERS)
     out = web.StreamResponse(status=200, headers=headers)
     stream_filter = scrubbed(win.provider.stream(win.upstream, ex), ex.snap.secrets)
-    relay = StreamRelay(reply, win.choice.member.timeouts, stream_filter, win.provider.progress())
+    relay = StreamRelay(
+        reply,
+        win.choice.member.timeouts,
+        stream_filter,
+        progress=win.provider.progress(),
+        error_event=stream_error_maker(ex.endpoint),
+    )
     gw.drain.streams.add(relay)
     try:
         await out.prepare(request)  # the commit point: no failover after this line
@@ -234,7 +246,7 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    return web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
 
 
 async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> bytes:

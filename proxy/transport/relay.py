@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.config.values import Timeouts
+from proxy.core.dialect_errors import StreamErrorMaker
 from proxy.core.errors import stream_error_event
 from proxy.core.failures import FailureKind
 from proxy.providers.base import Progress, StreamFilter
@@ -54,6 +55,7 @@ class StreamRelay:
 
     __slots__ = (
         "_deadline_at",
+        "_error_event",
         "_filter",
         "_handle",
         "_idle_s",
@@ -71,8 +73,10 @@ class StreamRelay:
         timeouts: Timeouts,
         stream_filter: StreamFilter,
         progress: Progress | None = None,
+        error_event: StreamErrorMaker = stream_error_event,
     ) -> None:
         self.upstream = upstream
+        self._error_event = error_event
         self._filter = stream_filter
         self._progress = progress
         if progress is not None:
@@ -123,7 +127,7 @@ class StreamRelay:
                 await out.write(rest)
             if self.failure is not None:
                 message, code = _END_MESSAGES.get(self.failure, _END_MESSAGES[FailureKind.SHUTDOWN])
-                await out.write(stream_error_event(message, "server_error", code))
+                await out.write(self._error_event(message, "server_error", code))
             await out.write_eof()
         finally:
             if self._handle is not None:

@@ -161,6 +161,14 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "price",
         "rpm",
         "tpm",
+        "anthropic_version",
+        "short_tool_ids",
+        "responses",
+        "deployment",
+        "api_version",
+        "region",
+        "access_key_id",
+        "session_token",
     }
 
 

@@ -202,7 +202,13 @@ def test_exhausted_503_keeps_503_with_retry_after() -> None:
     assert exhausted(FailureKind.UPSTREAM_5XX, 503, None).headers()["Retry-After"] == "1"
 
 
-@pytest.mark.parametrize("status", [500, 502, 504, 529, 302])
+def test_exhausted_anthropic_overloaded_529_reads_as_503() -> None:
+    err = exhausted(FailureKind.UPSTREAM_5XX, 529, None)
+    assert (err.status, err.code) == (503, "upstream_unavailable")
+    assert "(529)" in err.message
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 302])
 def test_exhausted_other_5xx_is_502(status: int) -> None:
     err = exhausted(FailureKind.UPSTREAM_5XX, status, 3.0)
     assert (err.status, err.code) == (502, "upstream_error")

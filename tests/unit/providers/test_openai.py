@@ -151,3 +151,33 @@ def test_stripper_gives_back_an_unfinished_tail_at_the_end() -> None:
     filt = UsageStripper()
     assert filt.chunk(CONTENT_EVENT + b"data: {") == CONTENT_EVENT
     assert filt.end() == b"data: {"
+
+
+def test_azure_url_and_api_key_header() -> None:
+    cfg = compile_data(
+        {
+            "upstreams": {
+                "u": {
+                    "provider": "azure",
+                    "base_url": "https://res.openai.azure.com/",
+                    "deployment": "gpt4o prod",
+                    "api_version": "2024-10-21",
+                    "credential": "env:KEY",
+                }
+            },
+            "routes": {"chat": {"tiers": [{"u": 1}]}},
+        },
+        {"KEY": SECRET},
+    )
+    up = cfg.upstreams["u"]
+    for endpoint, tail in [
+        (Endpoint.CHAT, "/chat/completions"),
+        (Endpoint.EMBEDDINGS, "/embeddings"),
+    ]:
+        ex = exchange(cfg, {"model": "chat", "input": "x", "messages": []}, endpoint)
+        req = PROVIDERS[Provider.AZURE].request(up, ex)
+        assert req.url == (
+            f"https://res.openai.azure.com/openai/deployments/gpt4o%20prod{tail}?api-version=2024-10-21"
+        )
+        assert req.headers["api-key"] == SECRET
+        assert "Authorization" not in req.headers

@@ -50,7 +50,7 @@ def test_the_done_sentinel_is_data() -> None:
 
 def test_the_openai_dialect_hands_out_fresh_watchers() -> None:
     a, b = OpenAI().progress(), OpenAI().progress()
-    assert a is not b
+    assert a is not None and b is not None and a is not b
     assert a.feed(b": keep") is False
     assert b.feed(b"data: 1\n\n") is True
 

@@ -318,3 +318,46 @@ async def test_panic_tries_an_ejected_upstream(events: Events) -> None:
     with await failover.run(send, balancer, exchange(config)):
         pass
     assert [n for n, _ in send.sent] == ["a"]
+
+
+def responses_setup(panic: bool) -> tuple[Config, Balancer]:
+    """Upstream a has /v1/responses, b has not."""
+    data: dict[str, Any] = {
+        "defaults": {"panic": panic},
+        "upstreams": {
+            "a": {"base_url": "http://a.example/v1"},
+            "b": {"base_url": "http://b.example/v1", "responses": False},
+        },
+        "routes": {"chat": {"tiers": [{"b": 1}, {"a": 1}]}},
+    }
+    config = compile_data(data, {})
+    balancer = Balancer(StatsRegistry(), random.Random(7))
+    balancer.adopt(config)
+    return config, balancer
+
+
+async def test_upstreams_that_cannot_serve_the_endpoint_are_skipped(events: Events) -> None:
+    config, balancer = responses_setup(panic=True)
+    ex = exchange(config)
+    ex.endpoint = Endpoint.RESPONSES
+    send = ScriptedSend({"a": [FakeReply()]})
+    win = await failover.run(send, balancer, ex)
+    assert win.upstream.name == "a" and [n for n, _ in send.sent] == ["a"]
+    assert send.sent[0][1].url == "http://a.example/v1/responses"
+    assert ex.attempts == 1
+    win.end(close=False)
+
+
+async def test_an_unavailable_fit_upstream_is_a_503_not_unsupported(events: Events) -> None:
+    config, balancer = responses_setup(panic=False)
+    stats(config, balancer, "a").ejected_until = 1e12
+    ex = exchange(config)
+    ex.endpoint = Endpoint.RESPONSES
+    with pytest.raises(GatewayError) as err:
+        await failover.run(ScriptedSend({}), balancer, ex)
+    assert (err.value.status, err.value.code) == (503, "no_healthy_upstream")
+    ex2 = exchange(config)
+    ex2.endpoint = Endpoint.COUNT_TOKENS  # no upstream of the route can count
+    with pytest.raises(GatewayError) as err:
+        await failover.run(ScriptedSend({}), balancer, ex2)
+    assert (err.value.status, err.value.code) == (400, "unsupported_endpoint")
