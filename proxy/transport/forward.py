@@ -155,8 +155,10 @@ async def _first_data(resp: aiohttp.ClientResponse, progress: Progress | None) -
 async def _whole(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """A whole successful answer, refused as soon as it is known to pass `limit` bytes."""
     length = resp.content_length
-    if length is not None and length > limit:
-        raise AttemptFailed(FailureKind.RESPONSE_TOO_LARGE, f"{length} bytes announced")
+    if length is not None:
+        if length > limit:
+            raise AttemptFailed(FailureKind.RESPONSE_TOO_LARGE, f"{length} bytes announced")
+        return await resp.read()  # bounded by its Content-Length: aiohttp's own fast path
     parts: list[bytes] = []
     size = 0
     while chunk := await resp.content.readany():
