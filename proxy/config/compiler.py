@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from proxy.config.chains import RouteCompiler
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import (
+    Admin,
     Config,
     ConfigError,
     Defaults,
@@ -24,8 +25,9 @@ from proxy.config.values import (
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes"})
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin"})
 SERVER_KEYS = keys_of(Server)
+ADMIN_KEYS = keys_of(Admin)
 DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
 UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
 PRICE_KEYS = keys_of(Price)
@@ -59,6 +61,7 @@ class _Compiler(Reader):
     def run(self, data: Mapping[str, object]) -> Config | None:
         self.known(data, SECTIONS, "")
         server = self.server(self.table(data, "server", "server"))
+        admin = self.admin(data["admin"], server) if "admin" in data else None
         raw_defaults = self.table(data, "defaults", "defaults")
         self.known(raw_defaults, DEFAULT_KEYS, "defaults")
         base_timeouts = self.read(Timeouts, raw_defaults, "defaults")
@@ -83,6 +86,7 @@ class _Compiler(Reader):
             panic=defaults.panic,
             max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
             reserve_max_tokens=defaults.reserve_max_tokens,
+            admin=admin,
             secrets=tuple(self.secrets),
         )
 
@@ -100,6 +104,26 @@ class _Compiler(Reader):
         else:
             workers = self.integer(raw, "workers", "server", 1, lo=1)
         return self.read(Server, raw, "server", host=host, port=port, workers=workers)
+
+    def admin(self, raw: object, server: Server) -> Admin | None:
+        if not isinstance(raw, Mapping):
+            self.err("admin", "must be a table")
+            return None
+        self.known(raw, ADMIN_KEYS, "admin")
+        host, port = "127.0.0.1", 9090
+        listen = raw.get("listen", "127.0.0.1:9090")
+        parsed = parse_listen(listen) if isinstance(listen, str) else None
+        if parsed is None:
+            self.err("admin.listen", 'must be "HOST:PORT" with a port from 0 to 65535')
+        else:
+            host, port = parsed
+            if port != 0 and (host, port) == (server.host, server.port):
+                self.err("admin.listen", "must differ from server.listen (the public port)")
+        token_ref = self.string(raw, "token", "admin")
+        token = self.credential(token_ref, "admin.token")
+        return self.read(
+            Admin, raw, "admin", host=host, port=port, token_ref=token_ref, token=token
+        )
 
     def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
         p = f"{path}.ejection"

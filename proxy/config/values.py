@@ -181,6 +181,21 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Admin:
+    """[admin]: the operations listener (metrics, status, drain); absent section: no listener."""
+
+    host: str = custom("127.0.0.1", "listen")
+    port: int = custom(9090, "listen")
+    token_ref: str | None = custom(None, "token")
+    """Where the admin token comes from (`env:NAME`); safe to show."""
+    token: str | None = field(default=None, repr=False)
+    metrics_open: bool = setting(False)
+    """Loopback scrapers read /metrics without the token."""
+    loopback_without_token: bool = setting(False)
+    """Loopback callers use every admin endpoint without a token (explicit opt-in)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """One validated snapshot of gateway.toml."""
 
@@ -192,6 +207,8 @@ class Config:
     max_rate_limit_pause_s: float = 60.0
     """From [defaults]: the cap on a pause asked for by a 429."""
     reserve_max_tokens: int = 1024
+    admin: Admin | None = None
+    """The admin listener; None when gateway.toml has no [admin] section."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

@@ -63,6 +63,8 @@ class Exchange:
     tried: list[str] = field(default_factory=list)
     """Upstream names in attempt order."""
     attempts: int = 0
+    failed: list[tuple[str, FailureKind]] = field(default_factory=list)
+    """(upstream, kind) of every attempt that failed before the commit point, in order."""
     upstream: str | None = None
     """The upstream of the latest attempt (the one that answered, when one did)."""
     upstream_status: int | None = None

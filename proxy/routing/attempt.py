@@ -98,6 +98,7 @@ class Attempt:
         ex, st = self.ex, self.choice.stats
         ex.failure = kind
         ex.upstream_status = status
+        ex.failed.append((self.upstream.name, kind))
         if kind in PENALIZE:
             self._log(st.record_failure(time.monotonic(), self._rng, kind), kind)
         else:

@@ -110,6 +110,8 @@ class Balancer:
                 st = self.registry.get(m.upstream)
                 if m.weight == 0 or m.upstream.name in tried_set or st.limited_until > now:
                     continue
+                if st.drained:  # an operator's drain holds even in panic mode
+                    continue
                 if limited(m.upstream) and st.capacity.headroom(m.upstream, sum(need), now) < 0:
                     continue
                 remaining = st.remaining_s(now)
@@ -128,6 +130,8 @@ class Balancer:
                 if m.weight == 0 or m.upstream.name in tried_set:
                     continue
                 st = self.registry.get(m.upstream)
+                if st.drained:
+                    continue
                 up = m.upstream
                 if limited(up) and st.capacity.headroom(up, sum(need), now) < 0:
                     waits.append(max(st.remaining_s(now), st.capacity.wait_s(up, sum(need), now)))

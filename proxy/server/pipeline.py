@@ -23,6 +23,7 @@ from proxy.core.scrub import scrubbed, scrubber
 from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
 from proxy.ops import access, logs
+from proxy.ops.metrics import Metrics
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
@@ -99,7 +100,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
         finally:
             gw.drain.leave()
-            settle(ex)
+            settle(ex, gw.metrics)
 
 
 def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
@@ -216,10 +217,12 @@ async def _relay(
     return out
 
 
-def settle(ex: Exchange) -> None:
-    """Exactly once per request, whatever happened: the access line (later metrics, ledger)."""
+def settle(ex: Exchange, metrics: Metrics | None = None) -> None:
+    """Exactly once per request, whatever happened: the access line and the metrics."""
     if ex.snap.server.access_log:
         access.write(ex)
+    if metrics is not None:
+        metrics.record(ex, time.monotonic())
 
 
 def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:

@@ -71,6 +71,9 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._digest = ""
         self.failures = 0
+        self.successes = 0
+        self.last: dict[str, object] = {}
+        """The last reload's outcome (trigger, ok, errors, at) for the admin status."""
         self._failed_last = False
         self._was_missing = False
         """The file was gone: its return is confirmed even when it comes back unchanged."""
@@ -146,6 +149,8 @@ class Reloader:
         logs.set_secrets(new.secrets)
         self._digest = digest
         self._failed_last = False
+        self.successes += 1
+        self.last = {"trigger": trigger, "ok": True, "errors": [], "at": time.time()}
         changes = config_diff(old, new)
         logs.event(
             "config_reloaded",
@@ -168,6 +173,7 @@ class Reloader:
     def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:
         self.failures += 1
         self._failed_last = True
+        self.last = {"trigger": trigger, "ok": False, "errors": errors, "at": time.time()}
         logs.error(
             "config_reload_failed",
             trigger=trigger,
@@ -175,6 +181,11 @@ class Reloader:
             kept_generation=self.store.generation,
         )
         return False, f"reload failed, running generation {self.store.generation}: {errors[0]}"
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the running file's text."""
+        return self._digest
 
     def _status(self, what: str) -> str:
         return f"{what}: generation {self.store.generation}"

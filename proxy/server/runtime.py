@@ -12,6 +12,7 @@ from aiohttp import web
 
 from proxy.config.values import Config
 from proxy.core.failures import FailureKind
+from proxy.ops.metrics import Metrics
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
 from proxy.server.governor import Governor
@@ -130,6 +131,8 @@ class Gateway:
     """Keys, limits and budgets, spend and the ledger."""
     bodies: InflightBodies = field(default_factory=InflightBodies)
     """Request-body bytes held by all requests in flight, bounded by the snapshot."""
+    metrics: Metrics | None = None
+    """Prometheus series, when an admin listener is configured."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 
