@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from proxy.core.exchange import Exchange
@@ -18,6 +20,9 @@ DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0
 """A whole request, streams included: a long generation runs for minutes."""
 STATES = ("healthy", "ejected", "probe_pending", "probing", "rate_limited", "drained")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by the supervisor for its workers: each writes its series to files there, and the
+scrape (served by worker 0) sums every worker's, so one scrape shows the whole service."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,12 @@ class Metrics:
             ("refused_by", "upstream"),
             registry=r,
         )
+        shared = os.environ.get(MULTIPROCESS_ENV)
+        self.scraped = r
+        """What /metrics exposes: this registry, or every worker's series when shared."""
+        if shared:
+            self.scraped = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(self.scraped, shared)
         self._counts: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self._hists: dict[tuple[Histogram, tuple[str, ...]], Histogram] = {}
 
@@ -142,7 +153,7 @@ class Metrics:
                 inc(self._cost, (route, key), ex.cost_usd)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.scraped)
 
 
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}

@@ -56,7 +56,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_admin_app(state: AdminState) -> web.Application:
-    state.metrics.registry.register(LiveCollector(state.upstream_rows, state.service_row))
+    state.metrics.scraped.register(LiveCollector(state.upstream_rows, state.service_row))
     app = web.Application(client_max_size=1 << 16)
     app[ADMIN] = state
     app.router.add_get("/metrics", _guard(metrics, metrics=True))
