@@ -106,7 +106,7 @@ class Metrics:
         """What /metrics exposes: this registry, or every worker's series when shared."""
         if shared:
             self.scraped = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(self.scraped, shared)
+            MultiProcessCollector(self.scraped, shared)  # type: ignore[no-untyped-call]
         self._counts: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self._hists: dict[tuple[Histogram, tuple[str, ...]], Histogram] = {}
 
