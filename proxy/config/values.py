@@ -176,6 +176,9 @@ class Server:
     """URL POSTed once per period when a key or team passes its soft budget threshold."""
     reload_settle_s: float = setting(0.3, "reload_settle_ms", lo=0, unit=0.001)
     """A changed file is applied only once its content stayed the same this long."""
+    explain: bool = setting(False)
+    """Any client may ask for the routing trace (`x-gateway-explain: 1`); otherwise only with
+    the admin token in `x-gateway-admin-token`."""
     max_inflight_body_bytes: int = setting(256 * 2**20, "max_inflight_body_mb", lo=1, unit=2**20)
     """Request bodies held at once, all requests together; beyond it large ones get a 503."""
 

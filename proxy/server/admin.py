@@ -13,6 +13,7 @@ from proxy.core.errors import GatewayError
 from proxy.ops import logs
 from proxy.ops.looplag import LoopLag
 from proxy.ops.metrics import CONTENT_TYPE, LiveCollector, Metrics, ServiceRow, UpstreamRow
+from proxy.ops.recent import RecentTraces
 from proxy.routing.balancer import Balancer
 from proxy.server.adminauth import allowed
 from proxy.server.adminstatus import status
@@ -38,6 +39,7 @@ class AdminState:
     reloader: Reloader
     metrics: Metrics
     lag: LoopLag
+    recent: RecentTraces | None = None
 
     def upstream_rows(self) -> Iterator[UpstreamRow]:
         now = time.monotonic()
@@ -63,6 +65,7 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_get("/admin/status", _guard(admin_status))
     app.router.add_post("/admin/upstreams/{name}/drain", _guard(drain))
     app.router.add_post("/admin/upstreams/{name}/undrain", _guard(undrain))
+    app.router.add_get("/admin/requests/{id}", _guard(request_trace))
     app.router.add_route("*", "/{tail:.*}", _guard(not_found))
     return app
 
@@ -119,6 +122,21 @@ def _set_drained(request: web.Request, *, drained: bool) -> web.Response:
     stats.drained = drained
     logs.event("upstream_drained" if drained else "upstream_undrained", upstream=name)
     return _json(200, {"upstream": name, "drained": drained})
+
+
+async def request_trace(request: web.Request) -> web.Response:
+    """The routing trace of a recent request (the last 1000 are kept)."""
+    recent = request.app[ADMIN].recent
+    rid = request.match_info["id"]
+    doc = None if recent is None else recent.get(rid)
+    if doc is None:
+        raise GatewayError(
+            404,
+            f"No recent request {rid[:200]} (only the last ones are kept).",
+            code="request_not_found",
+            should_retry=False,
+        )
+    return _json(200, doc)
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -22,11 +22,11 @@ from proxy.core.failures import FailureKind
 from proxy.core.scrub import scrubbed, scrubber
 from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
-from proxy.ops import access, logs
-from proxy.ops.metrics import Metrics
+from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
@@ -59,6 +59,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     """One client request, as a timeline."""
     gw = request.app[GATEWAY]
     ex = _open(request, gw, endpoint)
+    if EXPLAIN_HEADER in request.headers:
+        ex.explain = explain_allowed(request.headers, ex.snap)
     gw.drain.enter()
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
@@ -100,7 +102,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
         finally:
             gw.drain.leave()
-            settle(ex, gw.metrics)
+            settle(ex, gw)
 
 
 def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
@@ -155,6 +157,9 @@ async def choose_and_send(gw: Gateway, ex: Exchange) -> Attempt:
     finally:
         if task is not None:
             gw.drain.waiting.discard(task)
+        if ex.explain and ex.route is not None:
+            now = time.monotonic()
+            ex.considered = considered(ex.route, gw.balancer.registry, ex.tried, now)
 
 
 async def respond(
@@ -217,18 +222,25 @@ async def _relay(
     return out
 
 
-def settle(ex: Exchange, metrics: Metrics | None = None) -> None:
-    """Exactly once per request, whatever happened: the access line and the metrics."""
+def settle(ex: Exchange, gw: Gateway | None = None) -> None:
+    """Exactly once per request, whatever happened: the access line, metrics, the trace."""
     if ex.snap.server.access_log:
         access.write(ex)
-    if metrics is not None:
-        metrics.record(ex, time.monotonic())
+    if gw is not None and gw.metrics is not None:
+        now = time.monotonic()
+        gw.metrics.record(ex, now)
+        if gw.recent is not None:
+            gw.recent.record(ex, now - ex.started)
+    if ex.explain:
+        logs.debug("routing_trace", request_id=ex.id, trace=explain.header(ex))
 
 
 def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
     headers = {"x-request-id": ex.id, "x-gateway-attempts": str(ex.attempts)}
     if ex.upstream is not None:
         headers["x-gateway-upstream"] = ex.upstream
+    if ex.explain:
+        headers[EXPLAIN_HEADER] = explain.header(ex)
     if draining:
         headers["Connection"] = "close"
     return headers

@@ -21,6 +21,7 @@ from proxy.governance.pricetable import shipped
 from proxy.ops import logs
 from proxy.ops.looplag import LoopLag
 from proxy.ops.metrics import Metrics
+from proxy.ops.recent import RecentTraces
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
@@ -91,6 +92,7 @@ class GatewayServer:
         self.key_reloader = KeyReloader(self.keys_path, self.governor)
         self.metrics = Metrics() if config.admin is not None else None
         self.lag = LoopLag()
+        self.recent = RecentTraces() if self.metrics is not None else None
         self.admin_runner: web.AppRunner | None = None
         self.admin_address = ""
 
@@ -107,6 +109,7 @@ class GatewayServer:
             drain=self.drain,
             governor=self.governor,
             metrics=self.metrics,
+            recent=self.recent,
         )
         await self.governor.restore()
         self.runner = GatewayRunner(
@@ -140,7 +143,9 @@ class GatewayServer:
         admin = self.store.current.admin
         if admin is None or self.metrics is None or os.environ.get(WORKER_ENV, "0") != "0":
             return
-        state = AdminState(self.store, self.balancer, self.reloader, self.metrics, self.lag)
+        state = AdminState(
+            self.store, self.balancer, self.reloader, self.metrics, self.lag, self.recent
+        )
         self.admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
         await self.admin_runner.setup()
         await web.TCPSite(self.admin_runner, admin.host, admin.port).start()
