@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import orjson
 import pytest
@@ -9,6 +11,7 @@ from conftest import FakeFactory, GatewayFactory, InProcessGateway, base_config,
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.fake.behaviour import Behaviour
+from proxy.server import cli
 
 TOKEN = "adm-7f3a9c-token"
 SECRET = "sk-provider-credential-5150"
@@ -208,3 +211,37 @@ async def test_drain_and_undrain_change_traffic_at_once(
     status, headers, _ = await post_chat(gw.url, CHAT)
     assert (status, headers["x-gateway-upstream"]) == (200, "a")
     assert (await post(url + "/admin/upstreams/nope/drain", AUTH))[0] == 404
+
+
+async def test_gateway_status_prints_the_table(
+    fakes: FakeFactory, gateway: GatewayFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = await fakes("a"), await fakes("b")
+    gw = await gateway(config(a, b))
+    assert (await post(admin_url(gw) + "/admin/upstreams/b/drain", AUTH))[0] == 200
+    capsys.readouterr()
+    # The CLI blocks (urllib): run it off the loop that serves the in-process gateway.
+    code = await asyncio.to_thread(cli.main, ["status", "--url", admin_url(gw)])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("config generation 1")
+    assert any(ln.split()[:2] == ["a", "healthy"] for ln in lines)
+    assert any(ln.split()[:2] == ["b", "drained"] for ln in lines)
+    assert any(ln.split()[:2] == ["chat", "0"] and "a=1/1" in ln for ln in lines)
+    assert any("b=1/0" in ln for ln in lines)
+    assert TOKEN not in out and SECRET not in out
+
+
+async def test_gateway_status_without_the_token_fails_clearly(
+    fakes: FakeFactory,
+    gateway: GatewayFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = await fakes("a"), await fakes("b")
+    gw = await gateway(config(a, b))
+    monkeypatch.delenv("GATEWAY_ADMIN_TOKEN")
+    code = await asyncio.to_thread(cli.main, ["status", "--url", admin_url(gw)])
+    assert code == 1
+    assert "401" in capsys.readouterr().err
