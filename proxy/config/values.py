@@ -96,6 +96,8 @@ class Upstream:
     """The provider's requests-per-minute limit for this credential (`capacity` strategy)."""
     tpm: int | None = setting(None, lo=1)
     """The provider's tokens-per-minute limit for this credential (`capacity` strategy)."""
+    max_inflight: int | None = setting(None, lo=1)
+    """Attempts in flight to this upstream at most; beyond it it is skipped like a busy one."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 
@@ -176,6 +178,19 @@ class Server:
     """URL POSTed once per period when a key or team passes its soft budget threshold."""
     reload_settle_s: float = setting(0.3, "reload_settle_ms", lo=0, unit=0.001)
     """A changed file is applied only once its content stayed the same this long."""
+    header_timeout_s: float = setting(10.0, lo=0.001)
+    """A connection must deliver complete request headers this soon after its first byte (or
+    after opening); a client that trickles them (slowloris) gets a 408 and is closed."""
+    body_timeout_s: float = setting(30.0, lo=0.001)
+    """Longest wait between two chunks of a request body; beyond it a 408."""
+    keepalive_timeout_s: float = setting(75.0, lo=0.001)
+    """An idle keep-alive connection is closed after this (restart to change)."""
+    max_connections: int | None = setting(10000, lo=1)
+    """Open client connections per process; beyond it a new one gets a 503 and is closed."""
+    max_requests: int | None = setting(None, lo=1)
+    """Requests in flight per process; beyond it a 503 with Retry-After. None: no cap."""
+    max_headers: int = setting(128, lo=1)
+    """Request header lines accepted (restart to change); beyond it a 431."""
     explain: bool = setting(False)
     """Any client may ask for the routing trace (`x-gateway-explain: 1`); otherwise only with
     the admin token in `x-gateway-admin-token`."""

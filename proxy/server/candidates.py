@@ -6,6 +6,7 @@ import hmac
 from collections.abc import Collection, Mapping
 
 from proxy.config.values import Config, Route, Strategy
+from proxy.routing.balancer import busy
 from proxy.routing.capacity import limited
 from proxy.routing.stats import Health, StatsRegistry
 
@@ -45,6 +46,8 @@ def considered(
                 why = "paused_429"
             elif limited(up) and st.capacity.headroom(up, 0, now) < 0:
                 why = "over_capacity"
+            elif busy(up, st):
+                why = "busy_max_inflight"
             elif tier.strategy is Strategy.LATENCY:
                 why = f"score:{st.latency_score(now):.4f}"
             elif tier.strategy is Strategy.LEAST_BUSY:

@@ -27,6 +27,7 @@ from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
+from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
@@ -65,6 +66,9 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
     try:
+        cap = ex.snap.server.max_requests
+        if cap is not None and gw.drain.inflight > cap:
+            raise TOO_MANY_REQUESTS
         key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
         await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
         gw.drain.done_receiving(receiving)
@@ -123,7 +127,14 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
 
 async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
-    body = await _read_body(request, ex.snap.server.max_body_bytes, claim)
+    server = ex.snap.server
+    try:
+        async with asyncio.timeout(server.body_timeout_s) as deadline:
+            body = await _read_body(request, server.max_body_bytes, claim, deadline)
+    except TimeoutError:
+        if isinstance(request.protocol, EdgeRequestHandler):
+            request.protocol.no_linger()
+        raise BODY_TIMEOUT from None
     # The body forwarded is the one the gateway understood (a duplicated key collapsed).
     pk, ex.body = peek_body(body)
     ex.peek = pk
@@ -249,10 +260,15 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    resp = web.Response(status=exc.status, body=exc.body(), headers=headers)
+    if exc is BODY_TIMEOUT:
+        resp.force_close()
+    return resp
 
 
-async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
+async def _read_body(
+    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout
+) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
@@ -260,10 +276,13 @@ async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> byte
         if length is not None:
             claim.grow(length)  # the global bound on body memory, before reading a byte
             if length > BUFFER_AT:
-                return await _read_into(request, length)
+                return await _read_into(request, length, deadline)
         parts: list[bytes] = []
         size = 0
+        step = request.app[GATEWAY].store.current.server.body_timeout_s
+        loop = asyncio.get_running_loop()
         while chunk := await request.content.readany():
+            deadline.reschedule(loop.time() + step)  # the timeout is between chunks
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
@@ -276,13 +295,16 @@ async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> byte
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _read_into(request: web.Request, length: int) -> bytes:
+async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout) -> bytes:
     """A large body of known length, read into one buffer: no list of chunks joined at the
     end, which would hold the body twice for a moment."""
     buf = bytearray(length)
     view = memoryview(buf)
     at = 0
+    step = request.app[GATEWAY].store.current.server.body_timeout_s
+    loop = asyncio.get_running_loop()
     while chunk := await request.content.readany():
+        deadline.reschedule(loop.time() + step)
         end = at + len(chunk)
         if end > length:
             raise bad_request("The request body is longer than its Content-Length.")

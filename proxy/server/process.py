@@ -26,8 +26,8 @@ from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
 from proxy.server.app import build_app
+from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.governance import load_keys, open_governor, warn_if_open
-from proxy.server.httperrors import GatewayRunner
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -112,8 +112,11 @@ class GatewayServer:
             recent=self.recent,
         )
         await self.governor.restore()
-        self.runner = GatewayRunner(
+        self.edge = Edge(self.store)
+        self.runner = EdgeRunner(
             build_app(gw),
+            self.edge,
+            keepalive_timeout=server.keepalive_timeout_s,
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=FINAL_GRACE_S,
