@@ -42,6 +42,9 @@ class ServiceRow:
     reloads_ok: int
     reloads_failed: int
     loop_lag_s: float
+    connections: int = 0
+    connections_refused: int = 0
+    header_timeouts: int = 0
 
 
 class Metrics:
@@ -195,6 +198,19 @@ class LiveCollector(Collector):
         reloads.add_metric(("success",), svc.reloads_ok)
         reloads.add_metric(("failure",), svc.reloads_failed)
         yield reloads
+        yield GaugeMetricFamily(
+            "gateway_connections_open", "Open client connections.", value=svc.connections
+        )
+        yield CounterMetricFamily(
+            "gateway_connections_refused",
+            "Client connections refused at [server] max_connections.",
+            value=svc.connections_refused,
+        )
+        yield CounterMetricFamily(
+            "gateway_header_timeouts",
+            "Client connections closed for not sending their headers in time (slowloris).",
+            value=svc.header_timeouts,
+        )
         yield GaugeMetricFamily(
             "gateway_event_loop_lag_seconds",
             "How late the event loop ran a timer, last measured (seconds).",

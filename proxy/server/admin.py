@@ -17,6 +17,7 @@ from proxy.ops.recent import RecentTraces
 from proxy.routing.balancer import Balancer
 from proxy.server.adminauth import allowed
 from proxy.server.adminstatus import status
+from proxy.server.edge import Edge
 from proxy.server.own import error_response
 from proxy.server.reload import Reloader
 from proxy.server.runtime import ConfigStore
@@ -40,6 +41,7 @@ class AdminState:
     metrics: Metrics
     lag: LoopLag
     recent: RecentTraces | None = None
+    edge: Edge | None = None
 
     def upstream_rows(self) -> Iterator[UpstreamRow]:
         now = time.monotonic()
@@ -49,8 +51,18 @@ class AdminState:
             yield UpstreamRow(up.name, st.health(now).value, st.inflight)
 
     def service_row(self) -> ServiceRow:
-        r = self.reloader
-        return ServiceRow(self.store.generation, r.successes, r.failures, self.lag.lag_s)
+        r, e = self.reloader, self.edge
+        if e is None:
+            return ServiceRow(self.store.generation, r.successes, r.failures, self.lag.lag_s)
+        return ServiceRow(
+            self.store.generation,
+            r.successes,
+            r.failures,
+            self.lag.lag_s,
+            e.connections,
+            e.refused,
+            e.timed_out,
+        )
 
 
 ADMIN = web.AppKey("admin", AdminState)
