@@ -23,9 +23,12 @@ def header(ex: Exchange) -> str:
     return text if len(text) <= HEADER_MAX else text[: HEADER_MAX - 3] + "..."
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Trace:
-    """What is kept of a settled request for its trace (never the body or any header)."""
+    """What is kept of a settled request for its trace (never the body or any header).
+
+    Not frozen: a frozen dataclass sets each field through object.__setattr__, which would
+    triple the cost of keeping a trace per request."""
 
     id: str
     wall: float

@@ -202,6 +202,7 @@ class GatewayServer:
         self.tasks.spawn(keep_watchdog_fed(self.notifier), name="watchdog")
         if self.metrics is not None:
             self.tasks.spawn(self.lag.run(), name="loop-lag")
+            self.tasks.spawn(self.metrics.flush_every(), name="metrics-flush")
         await self.stop_event.wait()
         await self.shutdown()
         return 0
@@ -213,6 +214,8 @@ class GatewayServer:
             await self.admin_runner.cleanup()
             self.admin_runner = None
         await self.governor.close()  # every request has settled: flush the ledger
+        if self.metrics is not None:
+            self.metrics.flush()  # a worker's last increments reach the shared files
         if self.session is not None:
             await self.session.close()
             self.session = None

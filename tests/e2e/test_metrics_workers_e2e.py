@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +24,20 @@ pytestmark = pytest.mark.e2e
 pytest_plugins = ("e2e.e2e_fixtures",)
 
 REQUESTS = 24
+
+
+async def scrape(admin_port: int) -> str:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(
+            f"http://127.0.0.1:{admin_port}/metrics",
+            headers={"Authorization": "Bearer tok-e2e-1"},
+        ) as r,
+    ):
+        assert r.status == 200
+        return await r.text()
+
+
 MAX_REQUESTS = 200
 
 
@@ -53,21 +68,19 @@ async def test_scrape_counts_the_requests_of_every_worker(
             await r.read()
         sent += 1
         workers = {e.get("worker") for e in gw.events("access")}
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-        session.get(
-            f"http://127.0.0.1:{admin_port}/metrics",
-            headers={"Authorization": "Bearer tok-e2e-1"},
-        ) as r,
-    ):
-        assert r.status == 200
-        text = await r.text()
-    total = sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "gateway_requests_total" and s.labels.get("route") == "chat"
-    )
+    # Workers move their increments to the shared files every second: wait for them.
+    total, text = 0.0, ""
+    for _ in range(30):
+        text = await scrape(admin_port)
+        total = sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "gateway_requests_total" and s.labels.get("route") == "chat"
+        )
+        if total >= sent:
+            break
+        await asyncio.sleep(0.2)
     assert total == sent
     assert len(workers) == 2, workers  # both workers answered, and both are in the sum
     assert "tok-e2e-1" not in text

@@ -125,7 +125,10 @@ async def test_scripted_run_shows_in_metrics(fakes: FakeFactory, gateway: Gatewa
     assert value(m, "gateway_tokens_total", route="chat", key="", direction="in") > 0
     assert value(m, "gateway_config_generation") == 1
     assert value(m, "gateway_connections_open") >= 0 and ("gateway_connections_open", ()) in m
-    assert ("gateway_header_timeouts_total", ()) in m and ("gateway_event_loop_lag_seconds", ()) in m
+    assert ("gateway_header_timeouts_total", ()) in m and (
+        "gateway_event_loop_lag_seconds",
+        (),
+    ) in m
     assert "secret-model-xyz" not in text
     assert SECRET not in text and TOKEN not in text
 
