@@ -121,6 +121,14 @@ class _Compiler(Reader):
                 self.err("admin.listen", "must differ from server.listen (the public port)")
         token_ref = self.string(raw, "token", "admin")
         token = self.credential(token_ref, "admin.token")
+        if token_ref is None and not (
+            raw.get("loopback_without_token") is True or raw.get("metrics_open") is True
+        ):
+            self.err(
+                "admin.token",
+                'is required (e.g. "env:GATEWAY_ADMIN_TOKEN"), unless '
+                "loopback_without_token or metrics_open is true",
+            )
         return self.read(
             Admin, raw, "admin", host=host, port=port, token_ref=token_ref, token=token
         )

@@ -19,6 +19,14 @@ def data(**admin: object) -> dict[str, Any]:
     }
 
 
+def test_admin_needs_a_token_or_an_explicit_loopback_opening() -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_data(data(listen="127.0.0.1:9090"), {})
+    assert info.value.errors[0].startswith("admin.token: is required")
+    assert compile_data(data(loopback_without_token=True), {}).admin is not None
+    assert compile_data(data(metrics_open=True), {}).admin is not None
+
+
 def test_admin_is_off_when_absent() -> None:
     d = data()
     del d["admin"]
@@ -42,11 +50,11 @@ def test_admin_token_from_env_is_a_secret() -> None:
 @pytest.mark.parametrize(
     ("admin", "error"),
     [
-        ({"listen": "127.0.0.1:8080"}, "admin.listen: must differ from server.listen"),
-        ({"listen": "nope"}, "admin.listen: must be"),
+        ({"listen": "127.0.0.1:8080", "metrics_open": True}, "admin.listen: must differ"),
+        ({"listen": "nope", "metrics_open": True}, "admin.listen: must be"),
         ({"token": "plain-secret"}, 'admin.token: must be "env:VARIABLE"'),
         ({"token": "env:MISSING"}, "admin.token: environment variable MISSING is not set"),
-        ({"metrics_opn": True}, "admin.metrics_opn: unknown setting"),
+        ({"metrics_opn": True, "metrics_open": True}, "admin.metrics_opn: unknown setting"),
     ],
 )
 def test_admin_errors_name_their_path(admin: dict[str, object], error: str) -> None:
