@@ -109,7 +109,10 @@ class EdgeRequestHandler(GatewayRequestHandler):
         if self._close_after:
             self.force_close()  # the answer is written (the transport flushes it, then closes)
         # The next request's headers are timed from its first byte (idle is keep-alive's job).
-        self._awaiting_headers = True
+        # Not while a pipelined request is queued, nor while this one's body is still coming
+        # (an early answer such as a 413): those bytes are body, not headers.
+        if not self._messages and request.content.is_eof():
+            self._awaiting_headers = True
         return out
 
     def no_linger(self) -> None:
