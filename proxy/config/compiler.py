@@ -22,12 +22,14 @@ from proxy.config.values import (
     Provider,
     Server,
     Timeouts,
+    Tracing,
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin"})
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin", "tracing"})
 SERVER_KEYS = keys_of(Server)
 ADMIN_KEYS = keys_of(Admin)
+TRACING_KEYS = keys_of(Tracing)
 DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
 UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
 PRICE_KEYS = keys_of(Price)
@@ -62,6 +64,11 @@ class _Compiler(Reader):
         self.known(data, SECTIONS, "")
         server = self.server(self.table(data, "server", "server"))
         admin = self.admin(data["admin"], server) if "admin" in data else None
+        tracing = None
+        if "tracing" in data:
+            raw_tracing = self.table(data, "tracing", "tracing")
+            self.known(raw_tracing, TRACING_KEYS, "tracing")
+            tracing = self.read(Tracing, raw_tracing, "tracing")
         raw_defaults = self.table(data, "defaults", "defaults")
         self.known(raw_defaults, DEFAULT_KEYS, "defaults")
         base_timeouts = self.read(Timeouts, raw_defaults, "defaults")
@@ -87,6 +94,7 @@ class _Compiler(Reader):
             max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
             reserve_max_tokens=defaults.reserve_max_tokens,
             admin=admin,
+            tracing=tracing,
             secrets=tuple(self.secrets),
         )
 

@@ -214,6 +214,17 @@ class Admin:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Tracing:
+    """[tracing]: OpenTelemetry spans (needs the `otel` extra); absent section: off, free."""
+
+    endpoint: str = setting("http://127.0.0.1:4318/v1/traces")
+    """OTLP over HTTP traces endpoint (an OpenTelemetry Collector, Jaeger, Tempo ...)."""
+    service_name: str = setting("llm-gateway")
+    sample_ratio: float = setting(1.0)
+    """Share of requests traced (a client's sampled `traceparent` is followed as given)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """One validated snapshot of gateway.toml."""
 
@@ -226,6 +237,8 @@ class Config:
     """From [defaults]: the cap on a pause asked for by a 429."""
     reserve_max_tokens: int = 1024
     admin: Admin | None = None
+    tracing: Tracing | None = None
+    """OpenTelemetry export; None when gateway.toml has no [tracing] section (restart to change)."""
     """The admin listener; None when gateway.toml has no [admin] section."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""

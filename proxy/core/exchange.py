@@ -82,6 +82,8 @@ class Exchange:
     """Every attempt, for the routing trace (`x-gateway-explain`, /admin/requests/ID)."""
     explain: bool = False
     """The client asked for the routing trace in a response header, and may have it."""
+    span: object | None = None
+    """The request's OpenTelemetry span when tracing is on (owned by `proxy.ops.tracing`)."""
     considered: tuple[tuple[str, int, str], ...] = ()
     """(upstream, tier, score or why skipped) of every member of the route, when explained."""
     upstream: str | None = None

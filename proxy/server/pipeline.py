@@ -60,8 +60,6 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     """One client request, as a timeline."""
     gw = request.app[GATEWAY]
     ex = _open(request, gw, endpoint)
-    if EXPLAIN_HEADER in request.headers:
-        ex.explain = explain_allowed(request.headers, ex.snap)
     gw.drain.enter()
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
@@ -71,6 +69,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             raise TOO_MANY_REQUESTS
         key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
         await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
+        if gw.tracer is not None:
+            gw.tracer.inject(ex)
         gw.drain.done_receiving(receiving)
         await admit(gw, ex, key)  # route allowed, limits, budget reservation    403 / 429
         cached = lookup(gw, ex)  # response cache                              hit: answered
@@ -113,7 +113,7 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
     rid = request.headers.get("x-request-id")
     if rid is None or not valid_request_id(rid):
         rid = gw.new_request_id()
-    return Exchange(
+    ex = Exchange(
         id=rid,
         endpoint=endpoint,
         snap=gw.store.current,  # read once: the whole request runs on this snapshot
@@ -123,6 +123,11 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
         path=request.path,
         client=request.remote,
     )
+    if EXPLAIN_HEADER in request.headers:
+        ex.explain = explain_allowed(request.headers, ex.snap)
+    if gw.tracer is not None:
+        gw.tracer.begin(ex)
+    return ex
 
 
 async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
@@ -244,6 +249,8 @@ def settle(ex: Exchange, gw: Gateway | None = None) -> None:
             gw.recent.record(ex, now - ex.started)
     if ex.explain:
         logs.debug("routing_trace", request_id=ex.id, trace=explain.header(ex))
+    if gw is not None and gw.tracer is not None:
+        gw.tracer.end(ex, time.time())
 
 
 def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:

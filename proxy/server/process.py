@@ -22,6 +22,7 @@ from proxy.ops import logs
 from proxy.ops.looplag import LoopLag
 from proxy.ops.metrics import Metrics
 from proxy.ops.recent import RecentTraces
+from proxy.ops.tracing import Tracer, TracingUnavailable
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
@@ -93,6 +94,12 @@ class GatewayServer:
         self.metrics = Metrics() if config.admin is not None else None
         self.lag = LoopLag()
         self.recent = RecentTraces() if self.metrics is not None else None
+        self.tracer: Tracer | None = None
+        if config.tracing is not None:
+            try:
+                self.tracer = Tracer(config.tracing)
+            except TracingUnavailable as exc:
+                raise ConfigError([f"tracing: {exc}"]) from None
         self.admin_runner: web.AppRunner | None = None
         self.admin_address = ""
 
@@ -110,6 +117,7 @@ class GatewayServer:
             governor=self.governor,
             metrics=self.metrics,
             recent=self.recent,
+            tracer=self.tracer,
         )
         await self.governor.restore()
         self.edge = Edge(self.store)
@@ -216,6 +224,8 @@ class GatewayServer:
         await self.governor.close()  # every request has settled: flush the ledger
         if self.metrics is not None:
             self.metrics.flush()  # a worker's last increments reach the shared files
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)  # the last spans are exported
         if self.session is not None:
             await self.session.close()
             self.session = None

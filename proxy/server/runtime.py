@@ -14,6 +14,7 @@ from proxy.config.values import Config
 from proxy.core.failures import FailureKind
 from proxy.ops.metrics import Metrics
 from proxy.ops.recent import RecentTraces
+from proxy.ops.tracing import Tracer
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
 from proxy.server.governor import Governor
@@ -136,6 +137,8 @@ class Gateway:
     """Prometheus series, when an admin listener is configured."""
     recent: RecentTraces | None = None
     """Routing traces of the last requests, for the admin API."""
+    tracer: Tracer | None = None
+    """OpenTelemetry spans, when [tracing] is configured."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 
