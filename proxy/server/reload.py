@@ -169,6 +169,8 @@ class Reloader:
         old_admin = None if old.admin is None else (old.admin.host, old.admin.port)
         if old_admin != (None if new.admin is None else (new.admin.host, new.admin.port)):
             logs.warning("restart_required", reason="[admin] added, removed or its listen changed")
+        if old.tracing != new.tracing:
+            logs.warning("restart_required", reason="[tracing] changed")
         if (old.server.keys_file, old.server.ledger) != (new.server.keys_file, new.server.ledger):
             logs.warning("restart_required", reason="server.keys_file or server.ledger changed")
         return True, self._status("reloaded")
