@@ -16,6 +16,7 @@ from proxy.config.chains import RouteCompiler
 from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import (
+    Admin,
     Config,
     ConfigError,
     Defaults,
@@ -24,11 +25,14 @@ from proxy.config.values import (
     Provider,
     Server,
     Timeouts,
+    Tracing,
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes"})
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin", "tracing"})
 SERVER_KEYS = keys_of(Server)
+ADMIN_KEYS = keys_of(Admin)
+TRACING_KEYS = keys_of(Tracing)
 DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
 UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
 PRICE_KEYS = keys_of(Price)
@@ -62,6 +66,12 @@ class _Compiler(Reader):
     def run(self, data: Mapping[str, object]) -> Config | None:
         self.known(data, SECTIONS, "")
         server = self.server(self.table(data, "server", "server"))
+        admin = self.admin(data["admin"], server) if "admin" in data else None
+        tracing = None
+        if "tracing" in data:
+            raw_tracing = self.table(data, "tracing", "tracing")
+            self.known(raw_tracing, TRACING_KEYS, "tracing")
+            tracing = self.read(Tracing, raw_tracing, "tracing")
         raw_defaults = self.table(data, "defaults", "defaults")
         self.known(raw_defaults, DEFAULT_KEYS, "defaults")
         base_timeouts = self.read(Timeouts, raw_defaults, "defaults")
@@ -87,6 +97,8 @@ class _Compiler(Reader):
             panic=defaults.panic,
             max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
             reserve_max_tokens=defaults.reserve_max_tokens,
+            admin=admin,
+            tracing=tracing,
             secrets=tuple(self.secrets),
         )
 
@@ -104,6 +116,34 @@ class _Compiler(Reader):
         else:
             workers = self.integer(raw, "workers", "server", 1, lo=1)
         return self.read(Server, raw, "server", host=host, port=port, workers=workers)
+
+    def admin(self, raw: object, server: Server) -> Admin | None:
+        if not isinstance(raw, Mapping):
+            self.err("admin", "must be a table")
+            return None
+        self.known(raw, ADMIN_KEYS, "admin")
+        host, port = "127.0.0.1", 9090
+        listen = raw.get("listen", "127.0.0.1:9090")
+        parsed = parse_listen(listen) if isinstance(listen, str) else None
+        if parsed is None:
+            self.err("admin.listen", 'must be "HOST:PORT" with a port from 0 to 65535')
+        else:
+            host, port = parsed
+            if port != 0 and (host, port) == (server.host, server.port):
+                self.err("admin.listen", "must differ from server.listen (the public port)")
+        token_ref = self.string(raw, "token", "admin")
+        token = self.credential(token_ref, "admin.token")
+        if token_ref is None and not (
+            raw.get("loopback_without_token") is True or raw.get("metrics_open") is True
+        ):
+            self.err(
+                "admin.token",
+                'is required (e.g. "env:GATEWAY_ADMIN_TOKEN"), unless '
+                "loopback_without_token or metrics_open is true",
+            )
+        return self.read(
+            Admin, raw, "admin", host=host, port=port, token_ref=token_ref, token=token
+        )
 
     def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
         p = f"{path}.ejection"

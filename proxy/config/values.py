@@ -125,6 +125,8 @@ class Upstream:
     aws_token_ref: str | None = custom(None, "session_token")
     aws_token: str | None = field(default=None, repr=False)
     """Bedrock: the AWS access key id and optional session token (`credential` holds the secret)."""
+    max_inflight: int | None = setting(None, lo=1)
+    """Attempts in flight to this upstream at most; beyond it it is skipped like a busy one."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 
@@ -205,8 +207,50 @@ class Server:
     """URL POSTed once per period when a key or team passes its soft budget threshold."""
     reload_settle_s: float = setting(0.3, "reload_settle_ms", lo=0, unit=0.001)
     """A changed file is applied only once its content stayed the same this long."""
+    header_timeout_s: float = setting(10.0, lo=0.001)
+    """A connection must deliver complete request headers this soon after its first byte (or
+    after opening); a client that trickles them (slowloris) gets a 408 and is closed."""
+    body_timeout_s: float = setting(30.0, lo=0.001)
+    """Longest wait between two chunks of a request body; beyond it a 408."""
+    keepalive_timeout_s: float = setting(75.0, lo=0.001)
+    """An idle keep-alive connection is closed after this (restart to change)."""
+    max_connections: int | None = setting(10000, lo=1)
+    """Open client connections per process; beyond it a new one gets a 503 and is closed."""
+    max_requests: int | None = setting(None, lo=1)
+    """Requests in flight per process; beyond it a 503 with Retry-After. None: no cap."""
+    max_headers: int = setting(128, lo=1)
+    """Request header lines accepted (restart to change); beyond it a 431."""
+    explain: bool = setting(False)
+    """Any client may ask for the routing trace (`x-gateway-explain: 1`); otherwise only with
+    the admin token in `x-gateway-admin-token`."""
     max_inflight_body_bytes: int = setting(256 * 2**20, "max_inflight_body_mb", lo=1, unit=2**20)
     """Request bodies held at once, all requests together; beyond it large ones get a 503."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admin:
+    """[admin]: the operations listener (metrics, status, drain); absent section: no listener."""
+
+    host: str = custom("127.0.0.1", "listen")
+    port: int = custom(9090, "listen")
+    token_ref: str | None = custom(None, "token")
+    """Where the admin token comes from (`env:NAME`); safe to show."""
+    token: str | None = field(default=None, repr=False)
+    metrics_open: bool = setting(False)
+    """Loopback scrapers read /metrics without the token."""
+    loopback_without_token: bool = setting(False)
+    """Loopback callers use every admin endpoint without a token (explicit opt-in)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tracing:
+    """[tracing]: OpenTelemetry spans (needs the `otel` extra); absent section: off, free."""
+
+    endpoint: str = setting("http://127.0.0.1:4318/v1/traces")
+    """OTLP over HTTP traces endpoint (an OpenTelemetry Collector, Jaeger, Tempo ...)."""
+    service_name: str = setting("llm-gateway")
+    sample_ratio: float = setting(1.0)
+    """Share of requests traced (a client's sampled `traceparent` is followed as given)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +265,10 @@ class Config:
     max_rate_limit_pause_s: float = 60.0
     """From [defaults]: the cap on a pause asked for by a 429."""
     reserve_max_tokens: int = 1024
+    admin: Admin | None = None
+    tracing: Tracing | None = None
+    """OpenTelemetry export; None when gateway.toml has no [tracing] section (restart to change)."""
+    """The admin listener; None when gateway.toml has no [admin] section."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

@@ -34,6 +34,19 @@ class Usage:
     """The provider reported nothing: counted from bytes by the gateway."""
 
 
+@dataclass(slots=True)
+class Step:
+    """One attempt as the routing trace tells it: where, when, and how it ended."""
+
+    upstream: str
+    tier: int
+    at_s: float
+    """Seconds from the request's arrival to the attempt's start."""
+    outcome: str = "pending"
+    """The upstream's status when it answered, else the failure kind."""
+    took_s: float = 0.0
+
+
 @dataclass(slots=True, eq=False)
 class Exchange:
     """One client request: its snapshot, what was peeked, every attempt's outcome, the answer.
@@ -63,6 +76,16 @@ class Exchange:
     tried: list[str] = field(default_factory=list)
     """Upstream names in attempt order."""
     attempts: int = 0
+    failed: list[tuple[str, FailureKind]] = field(default_factory=list)
+    """(upstream, kind) of every attempt that failed before the commit point, in order."""
+    steps: list[Step] = field(default_factory=list)
+    """Every attempt, for the routing trace (`x-gateway-explain`, /admin/requests/ID)."""
+    explain: bool = False
+    """The client asked for the routing trace in a response header, and may have it."""
+    span: object | None = None
+    """The request's OpenTelemetry span when tracing is on (owned by `proxy.ops.tracing`)."""
+    considered: tuple[tuple[str, int, str], ...] = ()
+    """(upstream, tier, score or why skipped) of every member of the route, when explained."""
     upstream: str | None = None
     """The upstream of the latest attempt (the one that answered, when one did)."""
     upstream_status: int | None = None

@@ -1,4 +1,4 @@
-"""Operations: structured logs and the access line (later metrics, admin views, traces).
+"""Operations: structured logs, the access line, Prometheus metrics and event-loop lag.
 
 Level: effects (writes to stdout).
 May import: config, core

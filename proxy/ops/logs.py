@@ -257,6 +257,10 @@ def event(name: str, **fields: object) -> None:
     _Logger.current.info(name, **fields)
 
 
+def debug(name: str, **fields: object) -> None:
+    _Logger.current.debug(name, **fields)
+
+
 def warning(name: str, **fields: object) -> None:
     _Logger.current.warning(name, **fields)
 

@@ -7,7 +7,7 @@ import time
 from types import TracebackType
 
 from proxy.config.values import Upstream
-from proxy.core.exchange import Exchange
+from proxy.core.exchange import Exchange, Step
 from proxy.core.failures import PENALIZE, FailureKind
 from proxy.ops import logs
 from proxy.providers.base import Provider
@@ -33,7 +33,17 @@ class Attempt:
     attempt is used as a context manager by whoever relays its answer.
     """
 
-    __slots__ = ("_held", "_limit_probe", "_rng", "choice", "ex", "provider", "reply", "upstream")
+    __slots__ = (
+        "_held",
+        "_limit_probe",
+        "_rng",
+        "choice",
+        "ex",
+        "provider",
+        "reply",
+        "step",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -54,6 +64,8 @@ class Attempt:
         ex.attempts += 1
         ex.upstream = up.name
         now = time.monotonic()
+        self.step = Step(up.name, choice.tier_index, now - ex.started)
+        ex.steps.append(self.step)
         choice.stats.acquire(now)
         self._limit_probe = choice.stats.take_limit_probe(now)
         if limited(up):
@@ -66,6 +78,7 @@ class Attempt:
         self.reply = reply
         ex, st = self.ex, self.choice.stats
         ex.upstream_status = reply.status
+        self._outcome(str(reply.status))
         kind = self.provider.failure(reply.status)
         if limited(self.upstream):
             st.capacity.observe(reply.headers, time.monotonic())
@@ -106,6 +119,8 @@ class Attempt:
         ex, st = self.ex, self.choice.stats
         ex.failure = kind
         ex.upstream_status = status
+        ex.failed.append((self.upstream.name, kind))
+        self._outcome(kind.value)
         if kind in PENALIZE:
             self._log(st.record_failure(time.monotonic(), self._rng, kind), kind)
         else:
@@ -116,6 +131,8 @@ class Attempt:
     def abandon(self) -> None:
         """Cancelled (client gone, drain) or crashed while sending: no health signal."""
         self.choice.stats.record_neutral()
+        if self.step.outcome == "pending":
+            self._outcome("abandoned")
         if self._limit_probe:
             self._limit_probe = False
             self.choice.stats.drop_limit_probe()
@@ -169,6 +186,11 @@ class Attempt:
         else:
             down = time.monotonic() - st.ejected_at
             logs.health(self.upstream.name, transition.value, down_s=round(down, 2))
+
+    def _outcome(self, outcome: str) -> None:
+        step = self.step
+        step.outcome = outcome
+        step.took_s = time.monotonic() - self.ex.started - step.at_s
 
     def _limit_probe_done(self) -> None:
         """The answer of the probe after a 429 pause has started (or it failed): selection may

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from proxy.config.values import Config, Member, Price, Route, Strategy, Tier
+from proxy.config.values import Config, Member, Price, Route, Strategy, Tier, Upstream
 from proxy.governance.prices import estimate_cost, price_of
 from proxy.routing.capacity import limited
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
@@ -19,6 +19,11 @@ class Choice:
     member: Member
     stats: UpstreamStats
     tier_index: int
+
+
+def busy(up: Upstream, st: UpstreamStats) -> bool:
+    """At its `max_inflight`: skipped like an upstream out of selection until one ends."""
+    return up.max_inflight is not None and st.inflight >= up.max_inflight
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,8 @@ class Balancer:
             for m in tier.members:
                 if m.upstream.name == name:
                     st = self.registry.get(m.upstream)
-                    return Choice(m, st, ti) if m.weight > 0 and st.available(now) else None
+                    ok = m.weight > 0 and st.available(now) and not busy(m.upstream, st)
+                    return Choice(m, st, ti) if ok else None
         return None
 
     def choose_panic(
@@ -109,6 +115,8 @@ class Balancer:
             for m in tier.members:
                 st = self.registry.get(m.upstream)
                 if m.weight == 0 or m.upstream.name in tried_set or st.limited_until > now:
+                    continue
+                if st.drained or busy(m.upstream, st):  # a drain holds even in panic mode
                     continue
                 if limited(m.upstream) and st.capacity.headroom(m.upstream, sum(need), now) < 0:
                     continue
@@ -128,6 +136,8 @@ class Balancer:
                 if m.weight == 0 or m.upstream.name in tried_set:
                     continue
                 st = self.registry.get(m.upstream)
+                if st.drained:
+                    continue
                 up = m.upstream
                 if limited(up) and st.capacity.headroom(up, sum(need), now) < 0:
                     waits.append(max(st.remaining_s(now), st.capacity.wait_s(up, sum(need), now)))
@@ -150,6 +160,7 @@ class Balancer:
             if m.weight > 0
             and m.upstream.name not in tried
             and stats[i].available(now)
+            and not busy(m.upstream, stats[i])
             and (
                 not limited(m.upstream)
                 or stats[i].capacity.headroom(m.upstream, sum(need), now) >= 0

@@ -26,6 +26,8 @@ class Health(StrEnum):
     """The ejection is over, but no probe has said yet whether the upstream is back."""
     PROBING = "probing"
     RATE_LIMITED = "rate_limited"
+    DRAINED = "drained"
+    """Taken out of selection at runtime by an operator (admin API), until undrained."""
 
 
 class Transition(StrEnum):
@@ -41,6 +43,7 @@ class UpstreamStats:
 
     __slots__ = (
         "capacity",
+        "drained",
         "ejected_at",
         "ejected_until",
         "ejection",
@@ -81,12 +84,16 @@ class UpstreamStats:
         self.limit_probe = False
         """A 429 pause is over (or running) and one request must see whether it ended."""
         self.limit_probing = False
+        self.drained = False
+        """Drained by an operator at runtime: no new attempts until undrained."""
         self.capacity = CapacityState()
         """Provider limits (`rpm`, `tpm`): own use and reported remaining; for declared limits."""
 
     # --- reading -----------------------------------------------------------------------------
 
     def health(self, now: float) -> Health:
+        if self.drained:
+            return Health.DRAINED
         if self.limited_until > now:
             return Health.RATE_LIMITED
         if self.ejected_until == 0.0:
@@ -97,7 +104,7 @@ class UpstreamStats:
 
     def available(self, now: float) -> bool:
         """In selection: not rate-limited, not ejected, and not waiting on a recovery probe."""
-        if self.limited_until > now or self.limit_probing:
+        if self.limited_until > now or self.limit_probing or self.drained:
             return False
         return self.ejected_until == 0.0 or (self.ejected_until <= now and not self.probing)
 
@@ -228,6 +235,10 @@ class StatsRegistry:
         """The definition each upstream had when last seen in a snapshot."""
         self._retired: dict[str, tuple[UpstreamStats, float]] = {}
         """Stats of upstreams a reload removed, with when: they come back if it returns."""
+
+    def current(self) -> dict[str, UpstreamStats]:
+        """The stats of the upstreams of the running snapshot, by name (read-only use)."""
+        return self._by_name
 
     def get(self, up: Upstream) -> UpstreamStats:
         st = self._by_name.get(up.name)

@@ -26,7 +26,8 @@ GETS = frozenset({"/v1/models", "/healthz", "/readyz"})
 
 def build_app(gateway: Gateway) -> web.Application:
     # Bodies are read by the handler against the live snapshot's limit, not aiohttp's.
-    app = web.Application(client_max_size=2**62, handler_args={"max_field_size": 16384})
+    headers = {"max_field_size": 16384, "max_headers": gateway.store.current.server.max_headers}
+    app = web.Application(client_max_size=2**62, handler_args=headers)
     app[GATEWAY] = gateway
     for path, endpoint in PROXIED.items():
         app.router.add_post(path, proxy_handler(endpoint), expect_handler=expect_continue)

@@ -15,7 +15,7 @@ from proxy.governance import keyfile
 from proxy.governance.prices import SnapshotPrices
 from proxy.governance.pricetable import shipped
 from proxy.ops import logs
-from proxy.server import keyscli
+from proxy.server import keyscli, statuscli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keyscli.run_keys(ns)
     if ns.command == "usage":
         return keyscli.run_usage(ns)
+    if ns.command == "status":
+        return statuscli.run_status(ns)
     if ns.command == "demo":
         from proxy.server.demo import run_demo
 
@@ -76,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         help="first port of the fake providers (the next ones follow), in place of the file's",
     )
     keyscli.add_parsers(sub)
+    statuscli.add_parser(sub)
     return parser
 
 

@@ -23,11 +23,13 @@ from proxy.core.failures import FailureKind
 from proxy.core.scrub import scrubbed, scrubber
 from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
-from proxy.ops import access, logs
+from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
+from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
@@ -64,8 +66,13 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
     try:
+        cap = ex.snap.server.max_requests
+        if cap is not None and gw.drain.inflight > cap:
+            raise TOO_MANY_REQUESTS
         key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
         await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
+        if gw.tracer is not None:
+            gw.tracer.inject(ex)
         gw.drain.done_receiving(receiving)
         await admit(gw, ex, key)  # route allowed, limits, budget reservation    403 / 429
         local = estimate(ex)  # count_tokens no upstream of the route can answer
@@ -104,14 +111,14 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
         finally:
             gw.drain.leave()
-            settle(ex)
+            settle(ex, gw)
 
 
 def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
     rid = request.headers.get("x-request-id")
     if rid is None or not valid_request_id(rid):
         rid = gw.new_request_id()
-    return Exchange(
+    ex = Exchange(
         id=rid,
         endpoint=endpoint,
         snap=gw.store.current,  # read once: the whole request runs on this snapshot
@@ -121,11 +128,23 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
         path=request.path,
         client=request.remote,
     )
+    if EXPLAIN_HEADER in request.headers:
+        ex.explain = explain_allowed(request.headers, ex.snap)
+    if gw.tracer is not None:
+        gw.tracer.begin(ex)
+    return ex
 
 
 async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
-    body = await _read_body(request, ex.snap.server.max_body_bytes, claim)
+    server = ex.snap.server
+    try:
+        async with asyncio.timeout(server.body_timeout_s) as deadline:
+            body = await _read_body(request, server.max_body_bytes, claim, deadline)
+    except TimeoutError:
+        if isinstance(request.protocol, EdgeRequestHandler):
+            request.protocol.no_linger()
+        raise BODY_TIMEOUT from None
     # The body forwarded is the one the gateway understood (a duplicated key collapsed).
     pk, ex.body = peek_body(body)
     ex.peek = pk
@@ -159,6 +178,9 @@ async def choose_and_send(gw: Gateway, ex: Exchange) -> Attempt:
     finally:
         if task is not None:
             gw.drain.waiting.discard(task)
+        if ex.explain and ex.route is not None:
+            now = time.monotonic()
+            ex.considered = considered(ex.route, gw.balancer.registry, ex.tried, now)
 
 
 async def respond(
@@ -228,16 +250,27 @@ async def _relay(
     return out
 
 
-def settle(ex: Exchange) -> None:
-    """Exactly once per request, whatever happened: the access line (later metrics, ledger)."""
+def settle(ex: Exchange, gw: Gateway | None = None) -> None:
+    """Exactly once per request, whatever happened: the access line, metrics, the trace."""
     if ex.snap.server.access_log:
         access.write(ex)
+    if gw is not None and gw.metrics is not None:
+        now = time.monotonic()
+        gw.metrics.record(ex, now)
+        if gw.recent is not None:
+            gw.recent.record(ex, now - ex.started)
+    if ex.explain:
+        logs.debug("routing_trace", request_id=ex.id, trace=explain.header(ex))
+    if gw is not None and gw.tracer is not None:
+        gw.tracer.end(ex, time.time())
 
 
 def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
     headers = {"x-request-id": ex.id, "x-gateway-attempts": str(ex.attempts)}
     if ex.upstream is not None:
         headers["x-gateway-upstream"] = ex.upstream
+    if ex.explain:
+        headers[EXPLAIN_HEADER] = explain.header(ex)
     if draining:
         headers["Connection"] = "close"
     return headers
@@ -246,10 +279,15 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
-    return web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
+    resp = web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
+    if exc is BODY_TIMEOUT:
+        resp.force_close()
+    return resp
 
 
-async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
+async def _read_body(
+    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout
+) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
@@ -257,10 +295,13 @@ async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> byte
         if length is not None:
             claim.grow(length)  # the global bound on body memory, before reading a byte
             if length > BUFFER_AT:
-                return await _read_into(request, length)
+                return await _read_into(request, length, deadline)
         parts: list[bytes] = []
         size = 0
+        step = request.app[GATEWAY].store.current.server.body_timeout_s
+        loop = asyncio.get_running_loop()
         while chunk := await request.content.readany():
+            deadline.reschedule(loop.time() + step)  # the timeout is between chunks
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
@@ -273,13 +314,16 @@ async def _read_body(request: web.Request, limit: int, claim: BodyClaim) -> byte
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _read_into(request: web.Request, length: int) -> bytes:
+async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout) -> bytes:
     """A large body of known length, read into one buffer: no list of chunks joined at the
     end, which would hold the body twice for a moment."""
     buf = bytearray(length)
     view = memoryview(buf)
     at = 0
+    step = request.app[GATEWAY].store.current.server.body_timeout_s
+    loop = asyncio.get_running_loop()
     while chunk := await request.content.readany():
+        deadline.reschedule(loop.time() + step)
         end = at + len(chunk)
         if end > length:
             raise bad_request("The request body is longer than its Content-Length.")

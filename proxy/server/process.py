@@ -19,11 +19,16 @@ from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
 from proxy.governance.pricetable import shipped
 from proxy.ops import logs
+from proxy.ops.looplag import LoopLag
+from proxy.ops.metrics import Metrics
+from proxy.ops.recent import RecentTraces
+from proxy.ops.tracing import Tracer, TracingUnavailable
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
+from proxy.server.admin import AdminState, build_admin_app
 from proxy.server.app import build_app
+from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.governance import load_keys, open_governor, warn_if_open
-from proxy.server.httperrors import GatewayRunner
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -86,6 +91,17 @@ class GatewayServer:
         self.governor, self.keys_path = open_governor(path, config)
         self.governor.registry = self.balancer.registry
         self.key_reloader = KeyReloader(self.keys_path, self.governor)
+        self.metrics = Metrics() if config.admin is not None else None
+        self.lag = LoopLag()
+        self.recent = RecentTraces() if self.metrics is not None else None
+        self.tracer: Tracer | None = None
+        if config.tracing is not None:
+            try:
+                self.tracer = Tracer(config.tracing)
+            except TracingUnavailable as exc:
+                raise ConfigError([f"tracing: {exc}"]) from None
+        self.admin_runner: web.AppRunner | None = None
+        self.admin_address = ""
 
     async def start(self) -> str:
         if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
@@ -99,10 +115,16 @@ class GatewayServer:
             send=HTTPSender(self.session),
             drain=self.drain,
             governor=self.governor,
+            metrics=self.metrics,
+            recent=self.recent,
+            tracer=self.tracer,
         )
         await self.governor.restore()
-        self.runner = GatewayRunner(
+        self.edge = Edge(self.store)
+        self.runner = EdgeRunner(
             build_app(gw),
+            self.edge,
+            keepalive_timeout=server.keepalive_timeout_s,
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=FINAL_GRACE_S,
@@ -124,7 +146,23 @@ class GatewayServer:
         host, port = self.runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
         self.address = f"http://{shown}:{port}"
+        await self._start_admin()
         return self.address
+
+    async def _start_admin(self) -> None:
+        """The admin listener, on its own address (one process only: see the README)."""
+        admin = self.store.current.admin
+        if admin is None or self.metrics is None or os.environ.get(WORKER_ENV, "0") != "0":
+            return
+        state = AdminState(
+            self.store, self.balancer, self.reloader, self.metrics, self.lag, self.recent, self.edge
+        )
+        self.admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
+        await self.admin_runner.setup()
+        await web.TCPSite(self.admin_runner, admin.host, admin.port).start()
+        host, port = self.admin_runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.admin_address = f"http://{shown}:{port}"
 
     def install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,8 +179,15 @@ class GatewayServer:
         try:
             address = await self.start()
         except OSError as exc:
-            server = self.store.current.server
-            logs.error("startup_failed", error=listen_error(exc, server.host, server.port))
+            server, admin = self.store.current.server, self.store.current.admin
+            if self.address and admin is not None:
+                error = listen_error(exc, admin.host, admin.port)
+                error = error.replace("server.listen", "admin.listen").replace(
+                    "[server] listen (demo: --port N)", "[admin] listen"
+                )
+            else:
+                error = listen_error(exc, server.host, server.port)
+            logs.error("startup_failed", error=error)
             await self._close()
             return 1
         self.install_signals()
@@ -157,11 +202,15 @@ class GatewayServer:
             config=str(self.path),
             routes=len(snap.routes),
             upstreams=len(snap.upstreams),
+            **({"admin": self.admin_address} if self.admin_address else {}),
         )
         self.notifier.ready(status=f"listening on {address}")
         if self.on_ready is not None:
             self.on_ready(address)
         self.tasks.spawn(keep_watchdog_fed(self.notifier), name="watchdog")
+        if self.metrics is not None:
+            self.tasks.spawn(self.lag.run(), name="loop-lag")
+            self.tasks.spawn(self.metrics.flush_every(), name="metrics-flush")
         await self.stop_event.wait()
         await self.shutdown()
         return 0
@@ -169,7 +218,14 @@ class GatewayServer:
     async def _close(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+            self.admin_runner = None
         await self.governor.close()  # every request has settled: flush the ledger
+        if self.metrics is not None:
+            self.metrics.flush()  # a worker's last increments reach the shared files
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)  # the last spans are exported
         if self.session is not None:
             await self.session.close()
             self.session = None

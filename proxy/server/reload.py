@@ -71,6 +71,9 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._digest = ""
         self.failures = 0
+        self.successes = 0
+        self.last: dict[str, object] = {}
+        """The last reload's outcome (trigger, ok, errors, at) for the admin status."""
         self._failed_last = False
         self._was_missing = False
         """The file was gone: its return is confirmed even when it comes back unchanged."""
@@ -146,6 +149,8 @@ class Reloader:
         logs.set_secrets(new.secrets)
         self._digest = digest
         self._failed_last = False
+        self.successes += 1
+        self.last = {"trigger": trigger, "ok": True, "errors": [], "at": time.time()}
         changes = config_diff(old, new)
         logs.event(
             "config_reloaded",
@@ -161,6 +166,11 @@ class Reloader:
             new.server.workers,
         ):
             logs.warning("restart_required", reason="server.listen or server.workers changed")
+        old_admin = None if old.admin is None else (old.admin.host, old.admin.port)
+        if old_admin != (None if new.admin is None else (new.admin.host, new.admin.port)):
+            logs.warning("restart_required", reason="[admin] added, removed or its listen changed")
+        if old.tracing != new.tracing:
+            logs.warning("restart_required", reason="[tracing] changed")
         if (old.server.keys_file, old.server.ledger) != (new.server.keys_file, new.server.ledger):
             logs.warning("restart_required", reason="server.keys_file or server.ledger changed")
         return True, self._status("reloaded")
@@ -168,6 +178,7 @@ class Reloader:
     def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:
         self.failures += 1
         self._failed_last = True
+        self.last = {"trigger": trigger, "ok": False, "errors": errors, "at": time.time()}
         logs.error(
             "config_reload_failed",
             trigger=trigger,
@@ -175,6 +186,11 @@ class Reloader:
             kept_generation=self.store.generation,
         )
         return False, f"reload failed, running generation {self.store.generation}: {errors[0]}"
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the running file's text."""
+        return self._digest
 
     def _status(self, what: str) -> str:
         return f"{what}: generation {self.store.generation}"

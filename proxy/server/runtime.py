@@ -12,6 +12,9 @@ from aiohttp import web
 
 from proxy.config.values import Config
 from proxy.core.failures import FailureKind
+from proxy.ops.metrics import Metrics
+from proxy.ops.recent import RecentTraces
+from proxy.ops.tracing import Tracer
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
 from proxy.server.governor import Governor
@@ -130,6 +133,12 @@ class Gateway:
     """Keys, limits and budgets, spend and the ledger."""
     bodies: InflightBodies = field(default_factory=InflightBodies)
     """Request-body bytes held by all requests in flight, bounded by the snapshot."""
+    metrics: Metrics | None = None
+    """Prometheus series, when an admin listener is configured."""
+    recent: RecentTraces | None = None
+    """Routing traces of the last requests, for the admin API."""
+    tracer: Tracer | None = None
+    """OpenTelemetry spans, when [tracing] is configured."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 

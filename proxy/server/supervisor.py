@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -17,6 +18,7 @@ from pathlib import Path
 from proxy.config.compiler import compile_text
 from proxy.config.values import Config, ConfigError
 from proxy.ops import logs
+from proxy.ops.metrics import MULTIPROCESS_ENV
 from proxy.server.runtime import FINAL_GRACE_S
 from proxy.server.sdnotify import Notifier, keep_watchdog_fed
 from proxy.server.startup import listen_error
@@ -65,6 +67,8 @@ class Supervisor:
         self._by_pid: dict[int, Worker] = {}
         self._listen = ""
         self._notify_path = ""
+        self._metrics_dir = ""
+        """Where the workers' metric files are summed (when [admin] is configured)."""
         self._notify: socket.socket | None = None
 
     async def run(self) -> int:
@@ -78,6 +82,9 @@ class Supervisor:
         self._listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         tmp = tempfile.mkdtemp(prefix="llm-gateway-")
         self._notify_path = os.path.join(tmp, "notify.sock")
+        if self.config.admin is not None:
+            self._metrics_dir = os.path.join(tmp, "metrics")
+            os.mkdir(self._metrics_dir, 0o700)
         self._open_notify_socket()
         try:
             for w in self.workers:
@@ -97,9 +104,7 @@ class Supervisor:
             placeholder.close()
             if self._notify is not None:
                 self._notify.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self._notify_path)
-                os.rmdir(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # --- workers -----------------------------------------------------------------------------
 
@@ -108,6 +113,9 @@ class Supervisor:
         env[WORKER_ENV] = str(w.index)
         env[LISTEN_ENV] = self._listen
         env["NOTIFY_SOCKET"] = self._notify_path
+        env.pop(MULTIPROCESS_ENV, None)
+        if self._metrics_dir:
+            env[MULTIPROCESS_ENV] = self._metrics_dir
         w.ready.clear()
         w.started_at = time.monotonic()
         w.process = await asyncio.create_subprocess_exec(

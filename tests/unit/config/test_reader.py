@@ -151,6 +151,13 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "require_keys",
         "ledger",
         "budget_webhook",
+        "header_timeout_s",
+        "body_timeout_s",
+        "keepalive_timeout_s",
+        "max_connections",
+        "max_requests",
+        "max_headers",
+        "explain",
     }
     assert keys_of(Upstream) == {
         "provider",
@@ -169,6 +176,7 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "region",
         "access_key_id",
         "session_token",
+        "max_inflight",
     }
 
 
