@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from proxy.config.chains import RouteCompiler
 from proxy.config.reader import Reader, keys_of
+from proxy.config.statesettings import StateSettings
 from proxy.config.values import (
     Config,
     ConfigError,
@@ -24,12 +25,13 @@ from proxy.config.values import (
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes"})
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "state"})
 SERVER_KEYS = keys_of(Server)
 DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
 UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
 PRICE_KEYS = keys_of(Price)
 EJECTION_KEYS = keys_of(Ejection)
+STATE_KEYS = keys_of(StateSettings)
 
 
 def compile_text(text: str, env: Mapping[str, str] | None = None) -> Config:
@@ -74,6 +76,7 @@ class _Compiler(Reader):
             self.err("routes", "at least one route is required")
         defined = frozenset(self.table(data, "upstreams", "upstreams"))
         routes = RouteCompiler(self, routes_raw, upstreams, defined, defaults.max_attempts).run()
+        state = self.state(self.table(data, "state", "state"))
         if self.errors:
             return None
         return Config(
@@ -83,6 +86,7 @@ class _Compiler(Reader):
             panic=defaults.panic,
             max_rate_limit_pause_s=defaults.max_rate_limit_pause_s,
             reserve_max_tokens=defaults.reserve_max_tokens,
+            state=state,
             secrets=tuple(self.secrets),
         )
 
@@ -100,6 +104,29 @@ class _Compiler(Reader):
         else:
             workers = self.integer(raw, "workers", "server", 1, lo=1)
         return self.read(Server, raw, "server", host=host, port=port, workers=workers)
+
+    def state(self, raw: Mapping[str, object]) -> StateSettings:
+        self.known(raw, STATE_KEYS, "state")
+        settings = self.read(StateSettings, raw, "state")
+        ref = self.string(raw, "url", "state")
+        if settings.backend != "redis":
+            return settings
+        if ref is None:
+            self.err("state.url", 'is required with backend = "redis"')
+            return settings
+        url = self.credential(ref, "state.url") if ref.startswith("env:") else ref
+        if url is None:
+            return settings
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            self.err("state.url", "must be a redis://, rediss:// or unix:// URL")
+            return settings
+        if parts.password and not ref.startswith("env:"):
+            self.err("state.url", 'carries a password: write it as "env:VARIABLE"')
+        elif parts.password:
+            self.secrets.append(parts.password)
+        shown = ref if ref.startswith("env:") else url
+        return dataclasses.replace(settings, url=url, url_ref=shown)
 
     def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
         p = f"{path}.ejection"

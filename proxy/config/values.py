@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.config.schema import custom, setting
+from proxy.config.statesettings import StateSettings
 
 
 class Strategy(StrEnum):
@@ -192,6 +193,8 @@ class Config:
     max_rate_limit_pause_s: float = 60.0
     """From [defaults]: the cap on a pause asked for by a 429."""
     reserve_max_tokens: int = 1024
+    state: StateSettings = field(default_factory=StateSettings)
+    """[state]: the limits-and-budgets backend (memory or a shared Redis)."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 
