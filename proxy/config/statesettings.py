@@ -23,7 +23,7 @@ class StateSettings:
     on_state_error: str = setting("closed", choices=("closed", "open"))
     """Redis unreachable: `closed` answers 503 + Retry-After to requests with limits; `open`
     admits them, counts locally and adds the spending to Redis when it is back."""
-    timeout_s: float = setting(0.25, "timeout_ms", lo=1, unit=0.001)
+    timeout_s: float = setting(0.5, "timeout_ms", lo=1, unit=0.001)
     """Deadline of one Redis call; past it Redis counts as down until a probe answers."""
     pool_size: int = setting(32, lo=1)
     """Connections in the pool of each gateway process."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -23,15 +23,19 @@ def connect(settings: StateSettings) -> Redis:
     """A client with its own pool; no retries inside a call (a deadline is a deadline: the
     caller decides what a failure means), reconnecting on the next call by itself."""
     assert settings.url is not None
-    return Redis.from_url(
+    # Blocking: a burst larger than the pool waits (up to the deadline) for a connection
+    # instead of failing with "Too many connections".
+    pool = BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.pool_size,
+        timeout=settings.timeout_s,
         socket_timeout=settings.timeout_s,
         socket_connect_timeout=settings.timeout_s,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
         client_name="llm-gateway",
     )
+    return Redis.from_pool(pool)
 
 
 def _num(value: float | None) -> str:

@@ -101,7 +101,11 @@ for i = 1, n do
   local a = 7 + (i - 1) * 4
   if ref ~= '' then redis.call('ZREM', z, ref) end
   local m, rc, rp, tc, tp = roll(h, minute)
-  if held == m then tc = math.max(0, tc + dtok) elseif held == m - 1 then tp = math.max(0, tp + dtok) end
+  if held == m then
+    tc = math.max(0, tc + dtok)
+  elseif held == m - 1 then
+    tp = math.max(0, tp + dtok)
+  end
   redis.call('HSET', h, 'm', m, 'rc', rc, 'rp', rp, 'tc', tc, 'tp', tp)
   local soft = tonumber(ARGV[a + 4])
   for j = 1, 3 do

@@ -42,8 +42,19 @@ class RedisServer:
         if exe is None:
             pytest.fail("redis-server is not installed (scripts/install installs it)")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -55,6 +66,10 @@ class RedisServer:
             except OSError:
                 time.sleep(0.05)
         pytest.fail(f"redis-server did not listen on {self.port}")
+
+    def start_again(self) -> None:
+        """On the same port (empty: no persistence), as a restarted Redis would come back."""
+        self.start()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
