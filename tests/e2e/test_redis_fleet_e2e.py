@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from e2e.e2e_harness import (
     upstream_entry,
     write_config,
 )
-from test_governance_e2e import DEAR, new_key
+from e2e.test_governance_e2e import DEAR, new_key
 
 from proxy.fake.behaviour import Behaviour
 
@@ -43,13 +44,13 @@ async def two_gateways(
     tmp_path: Path,
     spawn_gateway: GatewayStarter,
     fake_url: dict[str, object],
-    state: dict[str, object],
-    keys: dict[str, tuple[str, ...]],
+    state: Mapping[str, object],
+    keys: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, str], list[GatewayProcess]]:
     """The keys are made before the processes start (they do not watch the file here)."""
     path = tmp_path / "gateway.toml"
     cfg = config_dict({"a": fake_url}, {"chat": {"tiers": [{"a": 1}]}})
-    cfg["state"] = state
+    cfg["state"] = dict(state)
     write_config(path, cfg)
     made = {name: new_key(path, name, *flags) for name, flags in keys.items()}
     gws = [spawn_gateway(path), spawn_gateway(path)]
