@@ -22,6 +22,7 @@ from proxy.ops import logs
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.app import build_app
+from proxy.server.fleet import FleetSignals
 from proxy.server.governance import load_keys, open_governor, warn_if_open
 from proxy.server.httperrors import GatewayRunner
 from proxy.server.keyreload import KeyReloader
@@ -86,6 +87,11 @@ class GatewayServer:
         self.governor, self.keys_path = open_governor(path, config)
         self.governor.registry = self.balancer.registry
         self.key_reloader = KeyReloader(self.keys_path, self.governor)
+        self.fleet = (
+            None
+            if config.state.backend != "redis"
+            else FleetSignals(config.state, self.balancer.registry)
+        )
 
     async def start(self) -> str:
         if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
@@ -101,6 +107,8 @@ class GatewayServer:
             governor=self.governor,
         )
         await self.governor.restore()
+        if self.fleet is not None:
+            self.fleet.start(self.tasks)
         self.runner = GatewayRunner(
             build_app(gw),
             handler_cancellation=True,
@@ -170,6 +178,8 @@ class GatewayServer:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.governor.close()  # every request has settled: flush the ledger
+        if self.fleet is not None:
+            await self.fleet.close()
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -116,3 +116,27 @@ async def test_redis_stopped_mid_run_closed_then_recovers(
     for gw in gws:
         await gw.wait_event("state_recovered", timeout_s=10)
         assert (await post(gw.address, key, body))[0] == 200
+
+
+async def test_a_429_seen_by_one_process_pauses_the_upstream_on_the_other(
+    tmp_path: Path,
+    fake_upstreams: FakeStarter,
+    spawn_gateway: GatewayStarter,
+    redis_base_url: str,
+    redis_prefix: str,
+) -> None:
+    fake = await fake_upstreams("a")
+    state = {"backend": "redis", "url": redis_base_url, "prefix": redis_prefix}
+    made, gws = await two_gateways(
+        tmp_path, spawn_gateway, upstream_entry(fake, "m"), state, {"app": ()}
+    )
+    key = made["app"]
+    body = chat_body("chat", stream=False)
+    assert [(await post(gw.address, key, body))[0] for gw in gws] == [200, 200]
+    fake.script(Behaviour(status=429, retry_after="30"))
+    assert (await post(gws[0].address, key, body))[0] == 429
+    await gws[1].wait_event("fleet_signal", timeout_s=1.0)
+    status, headers, _ = await post(gws[1].address, key, body)
+    assert status == 429
+    assert int(headers["Retry-After"]) >= 25
+    assert len(fake.requests) == 3  # the second process never tried the paused upstream
