@@ -15,6 +15,7 @@ from proxy.config import bedrock
 from proxy.config.chains import RouteCompiler
 from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
+from proxy.config.statesettings import StateSettings
 from proxy.config.values import (
     Admin,
     Config,
@@ -29,7 +30,7 @@ from proxy.config.values import (
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin", "tracing"})
+SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin", "tracing", "state"})
 SERVER_KEYS = keys_of(Server)
 ADMIN_KEYS = keys_of(Admin)
 TRACING_KEYS = keys_of(Tracing)
@@ -37,6 +38,7 @@ DEFAULT_KEYS = keys_of(Defaults, Timeouts) | {"ejection"}
 UPSTREAM_KEYS = keys_of(Upstream, Timeouts) | {"ejection", "price"}
 PRICE_KEYS = keys_of(Price)
 EJECTION_KEYS = keys_of(Ejection)
+STATE_KEYS = keys_of(StateSettings)
 
 
 def compile_text(text: str, env: Mapping[str, str] | None = None) -> Config:
@@ -88,6 +90,7 @@ class _Compiler(Reader):
             self.err("routes", "at least one route is required")
         defined = frozenset(self.table(data, "upstreams", "upstreams"))
         routes = RouteCompiler(self, routes_raw, groups, defined, defaults.max_attempts).run()
+        state = self.state(self.table(data, "state", "state"))
         if self.errors:
             return None
         return Config(
@@ -99,6 +102,7 @@ class _Compiler(Reader):
             reserve_max_tokens=defaults.reserve_max_tokens,
             admin=admin,
             tracing=tracing,
+            state=state,
             secrets=tuple(self.secrets),
         )
 
@@ -144,6 +148,29 @@ class _Compiler(Reader):
         return self.read(
             Admin, raw, "admin", host=host, port=port, token_ref=token_ref, token=token
         )
+
+    def state(self, raw: Mapping[str, object]) -> StateSettings:
+        self.known(raw, STATE_KEYS, "state")
+        settings = self.read(StateSettings, raw, "state")
+        ref = self.string(raw, "url", "state")
+        if settings.backend != "redis":
+            return settings
+        if ref is None:
+            self.err("state.url", 'is required with backend = "redis"')
+            return settings
+        url = self.credential(ref, "state.url") if ref.startswith("env:") else ref
+        if url is None:
+            return settings
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            self.err("state.url", "must be a redis://, rediss:// or unix:// URL")
+            return settings
+        if parts.password and not ref.startswith("env:"):
+            self.err("state.url", 'carries a password: write it as "env:VARIABLE"')
+        elif parts.password:
+            self.secrets.append(parts.password)
+        shown = ref if ref.startswith("env:") else url
+        return dataclasses.replace(settings, url=url, url_ref=shown)
 
     def ejection(self, parent: Mapping[str, object], path: str, base: Ejection) -> Ejection:
         p = f"{path}.ejection"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.config.schema import custom, setting
+from proxy.config.statesettings import StateSettings
 
 
 class Strategy(StrEnum):
@@ -266,9 +267,11 @@ class Config:
     """From [defaults]: the cap on a pause asked for by a 429."""
     reserve_max_tokens: int = 1024
     admin: Admin | None = None
+    """The admin listener; None when gateway.toml has no [admin] section."""
     tracing: Tracing | None = None
     """OpenTelemetry export; None when gateway.toml has no [tracing] section (restart to change)."""
-    """The admin listener; None when gateway.toml has no [admin] section."""
+    state: StateSettings = field(default_factory=StateSettings)
+    """[state]: the limits-and-budgets backend (memory or a shared Redis)."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

@@ -54,3 +54,22 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
         }
         for name, n, errors, tin, tout, cached, usd, est in rows
     ]
+
+
+def merged(reports: list[list[dict[str, object]]], by: str) -> list[dict[str, object]]:
+    """Several ledgers' reports (one per gateway instance) summed per group, dearest first."""
+    out: dict[object, dict[str, object]] = {}
+    for rows in reports:
+        for row in rows:
+            have = out.get(row[by])
+            if have is None:
+                out[row[by]] = dict(row)
+                continue
+            for k, v in row.items():
+                if k != by:
+                    have[k] = (
+                        round(float(str(have[k])) + float(str(v)), 6)
+                        if k == "cost_usd"
+                        else (int(str(have[k])) + int(str(v)))
+                    )
+    return sorted(out.values(), key=lambda r: -float(str(r["cost_usd"])))

@@ -33,6 +33,8 @@ class Hold:
     minute: int
     periods: tuple[str, ...]
     """The day and month ids current at reservation (plus `total`)."""
+    ref: str = ""
+    """Names the hold in a shared backend (its `max_parallel` lease); empty in memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from enum import StrEnum
 from proxy.config.values import Ejection, Upstream
 from proxy.core.failures import FailureKind
 from proxy.routing.capacity import CapacityState
+from proxy.routing.signals import Signal, SignalSink
 
 EWMA_DECAY_S = 10.0
 """Time constant of the TTFB average: samples older than ~10 s weigh little (Finagle's default)."""
@@ -62,10 +63,15 @@ class UpstreamStats:
         "name",
         "probing",
         "sampled_at",
+        "sink",
     )
 
-    def __init__(self, name: str, fingerprint: str, ejection: Ejection) -> None:
+    def __init__(
+        self, name: str, fingerprint: str, ejection: Ejection, sink: SignalSink | None = None
+    ) -> None:
         self.name = name
+        self.sink = sink
+        """Where a pause or an ejection is told to other gateway processes (shared state)."""
         self.fingerprint = fingerprint
         self.ejection = ejection
         self.ewma_ttfb_s: float | None = None
@@ -204,6 +210,8 @@ class UpstreamStats:
         self.limited_until = max(self.limited_until, now + delay_s)
         self.limit_probe = True
         self.probing = False
+        if self.sink is not None and self.sink.emit is not None:
+            self.sink.emit(self.fingerprint, Signal.PAUSE, delay_s)
 
     def eject(self, now: float, rng: random.Random) -> None:
         self.ejections += 1
@@ -213,6 +221,8 @@ class UpstreamStats:
         self.last_ejection_s = duration
         self.ejected_at = now
         self.probing = False
+        if self.sink is not None and self.sink.emit is not None:
+            self.sink.emit(self.fingerprint, Signal.EJECT, duration)
 
     def remaining_s(self, now: float) -> float:
         """How long until this upstream is selectable again (0 when it is)."""
@@ -227,9 +237,10 @@ RETIRED_KEEP_S = 300.0
 class StatsRegistry:
     """All upstream stats of this process, keyed by upstream name; survives reloads."""
 
-    __slots__ = ("_by_name", "_defined", "_retired")
+    __slots__ = ("_by_name", "_defined", "_retired", "sink")
 
     def __init__(self) -> None:
+        self.sink = SignalSink()
         self._by_name: dict[str, UpstreamStats] = {}
         self._defined: dict[str, Upstream] = {}
         """The definition each upstream had when last seen in a snapshot."""
@@ -274,7 +285,7 @@ class StatsRegistry:
                 fresh[up.name] = old
                 kept.append(up.name)
             else:
-                fresh[up.name] = UpstreamStats(up.name, up.fingerprint, up.ejection)
+                fresh[up.name] = UpstreamStats(up.name, up.fingerprint, up.ejection, self.sink)
                 reset.append(up.name)
             self._defined[up.name] = up
         for name, st in self._by_name.items():
@@ -285,3 +296,7 @@ class StatsRegistry:
             name: up for name, up in self._defined.items() if name in fresh or name in self._retired
         }
         return kept, reset
+
+    def live(self) -> Iterable[UpstreamStats]:
+        """The stats of the upstreams of the current snapshot."""
+        return self._by_name.values()

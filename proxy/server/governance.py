@@ -11,7 +11,10 @@ from proxy.governance.ledger import Ledger
 from proxy.governance.limits import KeyTable
 from proxy.ops import logs
 from proxy.server.governor import Governor
+from proxy.state.base import LimitState
 from proxy.state.memory import MemoryState
+from proxy.state.redis import RedisState, connect
+from proxy.state.shared import SharedState
 
 
 def ledger_path(config_path: Path, config: Config) -> Path | None:
@@ -43,9 +46,19 @@ def open_governor(config_path: Path, config: Config) -> tuple[Governor, Path]:
             ledger.start()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError([f"server.ledger: cannot open {path}: {exc}"]) from None
-    governor = Governor(keys=table, state=MemoryState(), ledger=ledger)
+    governor = Governor(keys=table, state=open_state(config), ledger=ledger)
     governor.webhook = config.server.budget_webhook
     return governor, keys_path
+
+
+def open_state(config: Config) -> LimitState:
+    """The configured limits backend; a Redis pool connects lazily, at the first request."""
+    st = config.state
+    if st.backend != "redis":
+        return MemoryState()
+    remote = RedisState(connect(st), st.prefix, st.parallel_lease_s)
+    logs.event("state_backend", backend="redis", url=st.url_ref, on_error=st.on_state_error)
+    return SharedState(remote, fail_open=st.on_state_error == "open", timeout_s=st.timeout_s)
 
 
 def warn_if_open(governor: Governor, keys_path: Path) -> None:

@@ -24,6 +24,7 @@ from proxy.ops import logs
 from proxy.routing.stats import StatsRegistry
 from proxy.state.base import LimitState
 from proxy.state.memory import MemoryState
+from proxy.state.shared import SharedState
 
 
 class Governor:
@@ -195,6 +196,8 @@ class Governor:
         if self.ledger is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.ledger.close)
             self._ledger_failed(self.ledger)
+        if isinstance(self.state, SharedState):
+            await self.state.close()
 
 
 def _read_spent(path: Path) -> dict[tuple[str, str], float]:

@@ -14,7 +14,7 @@ import orjson
 
 from proxy.config.values import ConfigError
 from proxy.governance import keyfile
-from proxy.governance.ledgerquery import GROUPS, report
+from proxy.governance.ledgerquery import GROUPS, merged, report
 
 _LIMIT_ARGS = (
     ("--rpm", int, "requests per minute"),
@@ -51,6 +51,13 @@ def add_parsers(sub: Any) -> None:
     _common(p)
     p.add_argument("--by", choices=GROUPS, default="key")
     p.add_argument("--since", default="24h", help="e.g. 30m, 24h, 7d, all")
+    p.add_argument(
+        "--ledger",
+        action="append",
+        default=[],
+        help="a ledger file to read instead of the configured one; repeat it to add up the "
+        "ledgers of several gateway instances",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -137,13 +144,20 @@ def parse_since(text: str) -> float:
 
 def run_usage(ns: argparse.Namespace) -> int:
     config = Path(ns.config)
-    ledger = _server_section(config).get("ledger")
-    if not isinstance(ledger, str):
-        print(f"{config}: no [server] ledger configured", file=sys.stderr)
-        return 1
-    path = Path(ledger) if Path(ledger).is_absolute() else config.parent / ledger
+    paths = [Path(p) for p in ns.ledger]
+    if not paths:
+        ledger = _server_section(config).get("ledger")
+        if not isinstance(ledger, str):
+            print(f"{config}: no [server] ledger configured", file=sys.stderr)
+            return 1
+        paths = [Path(ledger) if Path(ledger).is_absolute() else config.parent / ledger]
+    path = paths[0]
     try:
-        rows = report(path, ns.by, parse_since(ns.since))
+        since = parse_since(ns.since)
+        reports = []
+        for path in paths:
+            reports.append(report(path, ns.by, since))
+        rows = reports[0] if len(reports) == 1 else merged(reports, ns.by)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2

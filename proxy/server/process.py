@@ -28,6 +28,7 @@ from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
 from proxy.server.app import build_app
 from proxy.server.edge import Edge, EdgeRunner
+from proxy.server.fleet import FleetSignals
 from proxy.server.governance import load_keys, open_governor, warn_if_open
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
@@ -102,6 +103,11 @@ class GatewayServer:
                 raise ConfigError([f"tracing: {exc}"]) from None
         self.admin_runner: web.AppRunner | None = None
         self.admin_address = ""
+        self.fleet = (
+            None
+            if config.state.backend != "redis"
+            else FleetSignals(config.state, self.balancer.registry)
+        )
 
     async def start(self) -> str:
         if http_parser.HttpRequestParser is http_parser.HttpRequestParserPy:
@@ -120,6 +126,8 @@ class GatewayServer:
             tracer=self.tracer,
         )
         await self.governor.restore()
+        if self.fleet is not None:
+            self.fleet.start(self.tasks)
         self.edge = Edge(self.store)
         self.runner = EdgeRunner(
             build_app(gw),
@@ -226,6 +234,8 @@ class GatewayServer:
             self.metrics.flush()  # a worker's last increments reach the shared files
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.shutdown)  # the last spans are exported
+        if self.fleet is not None:
+            await self.fleet.close()
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -173,6 +173,8 @@ class Reloader:
             logs.warning("restart_required", reason="[tracing] changed")
         if (old.server.keys_file, old.server.ledger) != (new.server.keys_file, new.server.ledger):
             logs.warning("restart_required", reason="server.keys_file or server.ledger changed")
+        if old.state != new.state:
+            logs.warning("restart_required", reason="the [state] section changed")
         return True, self._status("reloaded")
 
     def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:

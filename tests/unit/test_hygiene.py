@@ -27,6 +27,7 @@ PURE_MODULES = {
     "routing/selector.py",
     "routing/health_report.py",
     "routing/send.py",
+    "routing/signals.py",
     "routing/stats.py",
     "transport/headers.py",
 }
