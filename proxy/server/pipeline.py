@@ -226,6 +226,8 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
     headers = {"x-request-id": ex.id, "x-gateway-attempts": str(ex.attempts)}
     if ex.upstream is not None:
         headers["x-gateway-upstream"] = ex.upstream
+    if ex.hedge is not None:
+        headers["x-gateway-hedge"] = ex.hedge
     if draining:
         headers["Connection"] = "close"
     return headers
