@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from proxy.config.hedging import Hedge, read_hedge
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
 
@@ -25,6 +26,7 @@ class RouteCompiler:
     max_attempts: int
     own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
+    hedges: dict[str, Hedge] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
@@ -40,6 +42,7 @@ class RouteCompiler:
                 tiers=tiers,
                 max_attempts=max_attempts,
                 fallback=fallback,
+                hedge=self.hedges.get(name),
             )
         return routes
 
@@ -80,6 +83,9 @@ class RouteCompiler:
         self.own[name] = tiers
         attempts = c.integer(raw, "max_attempts", path, self.max_attempts, lo=1)
         self.meta[name] = (strategy, attempts, fallback)
+        hedge = read_hedge(c, raw.get("hedge"), f"{path}.hedge")
+        if hedge is not None:
+            self.hedges[name] = hedge
 
     def tier(
         self,

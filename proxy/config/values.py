@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from proxy.config.hedging import Hedge
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
 
@@ -161,6 +162,8 @@ class Route:
     tiers: tuple[Tier, ...] = custom()
     max_attempts: int = custom()
     fallback: tuple[str, ...] = custom()
+    hedge: Hedge | None = custom(None)
+    """`hedge = {...}`: a second attempt on another upstream when the first is slow."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -108,6 +108,8 @@ class Exchange:
     out_tokens_guess: int = 0
     """Output tokens counted from the answer's size, for when the provider reports none."""
     wall_started: float = 0.0
+    hedge: str | None = None
+    """A hedge attempt was sent: "started", then "won" (it answered first) or "lost"."""
     """Epoch seconds at arrival: budget periods and the ledger's time."""
 
     @property

@@ -37,6 +37,7 @@ def write(ex: Exchange) -> None:
             "error": ex.error_code,
             "upstream": ex.upstream,
             "attempts": ex.attempts,
+            "hedge": ex.hedge,
             "failure": ex.failure,
             "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 2),
             "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from proxy.config.values import Config, Member, Price, Route, Strategy, Tier, Upstream
 from proxy.governance.prices import estimate_cost, price_of
 from proxy.routing.capacity import limited
+from proxy.routing.hedge_budget import HedgeBook
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
 from proxy.routing.stats import StatsRegistry, UpstreamStats
 
@@ -42,7 +43,7 @@ NO_NEED = (0, 0)
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "price_table", "registry", "rng")
+    __slots__ = ("_tiers", "hedges", "price_table", "registry", "rng")
 
     def __init__(
         self,
@@ -55,6 +56,8 @@ class Balancer:
         self.price_table: Mapping[str, Price] = price_table or {}
         """Model prices for the `cost` strategy (an upstream's own `price` comes first)."""
         self._tiers: dict[str, TierState] = {}
+        self.hedges = HedgeBook()
+        """Hedge budgets per route and recent TTFBs per upstream."""
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)

@@ -9,7 +9,9 @@ from proxy.core.errors import GatewayError, exhausted, no_upstream, route_draine
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FAILOVER, FailureKind
 from proxy.governance.estimate import request_tokens
+from proxy.providers.base import UpstreamRequest
 from proxy.providers.catalog import PROVIDERS
+from proxy.routing import hedge
 from proxy.routing.attempt import Attempt
 from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
 from proxy.routing.balancer import Balancer, Choice
@@ -43,18 +45,9 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
             continue
         request = provider.request(up, ex)
         attempt = Attempt(ex, choice, provider, balancer.rng, sum(need))
-        try:
-            reply = await send(request, choice.member.timeouts, stream=ex.stream)
-        except AttemptFailed as exc:
-            attempt.failed(exc.kind, exc.detail)
-            if exc.kind not in FAILOVER:
-                raise _final_error(ex) from None
-            continue
-        except BaseException:
-            attempt.abandon()
-            raise
-        if attempt.answered(reply):
-            return attempt
+        won = await _send_one(send, balancer, ex, attempt, request, need)
+        if won is not None:
+            return won
     raise _give_up(balancer, ex, need, bool(unfit))
 
 
@@ -74,6 +67,35 @@ def _give_up(
         ex.failure = FailureKind.RATE_LIMITED if blocked.rate_limited else None
         return no_upstream(blocked.retry_after_s, rate_limited=blocked.rate_limited)
     return _final_error(ex)
+
+
+async def _send_one(
+    send: Send,
+    balancer: Balancer,
+    ex: Exchange,
+    attempt: Attempt,
+    request: UpstreamRequest,
+    need: tuple[int, int],
+) -> Attempt | None:
+    """One attempt (raced by a hedge when the route has one): the winner, or None to go on."""
+    route = ex.route
+    assert route is not None
+    if route.hedge is not None and ex.hedge is None:
+        try:
+            return await hedge.race(send, balancer, ex, attempt, request, need)
+        except AttemptFailed:
+            raise _final_error(ex) from None  # recorded by the race
+    try:
+        reply = await send(request, attempt.choice.member.timeouts, stream=ex.stream)
+    except AttemptFailed as exc:
+        attempt.failed(exc.kind, exc.detail)
+        if exc.kind not in FAILOVER:
+            raise _final_error(ex) from None
+        return None
+    except BaseException:
+        attempt.abandon()
+        raise
+    return attempt if attempt.answered(reply) else None
 
 
 async def _again(balancer: Balancer, ex: Exchange) -> Choice | None:

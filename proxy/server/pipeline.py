@@ -271,6 +271,8 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
         headers["x-gateway-upstream"] = ex.upstream
     if ex.explain:
         headers[EXPLAIN_HEADER] = explain.header(ex)
+    if ex.hedge is not None:
+        headers["x-gateway-hedge"] = ex.hedge
     if draining:
         headers["Connection"] = "close"
     return headers

@@ -55,6 +55,7 @@ def test_the_access_line_says_what_the_request_went_through(
     ex.ttfb_s = 0.01234
     ex.usage = Usage(11, 4)
     ex.key_name, ex.team, ex.cost_usd = "alice", "search", 0.0012
+    ex.hedge = "won"
     access.write(ex)
     (line,) = lines(capfd)
     assert line["event"] == "access" and line["level"] == "info"
@@ -82,6 +83,7 @@ def test_the_access_line_says_what_the_request_went_through(
         "key": "alice",
         "team": "search",
         "cost_usd": 0.0012,
+        "hedge": "won",
     }
     assert line["duration_ms"] >= 250
 
