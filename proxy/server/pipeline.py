@@ -139,8 +139,12 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
     server = ex.snap.server
     try:
-        async with asyncio.timeout(server.body_timeout_s) as deadline:
-            body = await _read_body(request, server.max_body_bytes, claim, deadline)
+        if request.content.is_eof():
+            # The whole body is already here (the usual case for a prompt): nothing to time.
+            body = await _read_body(request, server.max_body_bytes, claim, None)
+        else:
+            async with asyncio.timeout(server.body_timeout_s) as deadline:
+                body = await _read_body(request, server.max_body_bytes, claim, deadline)
     except TimeoutError:
         if isinstance(request.protocol, EdgeRequestHandler):
             request.protocol.no_linger()
@@ -288,7 +292,7 @@ def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Resp
 
 
 async def _read_body(
-    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout
+    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout | None
 ) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
@@ -303,7 +307,8 @@ async def _read_body(
         step = request.app[GATEWAY].store.current.server.body_timeout_s
         loop = asyncio.get_running_loop()
         while chunk := await request.content.readany():
-            deadline.reschedule(loop.time() + step)  # the timeout is between chunks
+            if deadline is not None:
+                deadline.reschedule(loop.time() + step)  # the timeout is between chunks
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
@@ -316,7 +321,7 @@ async def _read_body(
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout) -> bytes:
+async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout | None) -> bytes:
     """A large body of known length, read into one buffer: no list of chunks joined at the
     end, which would hold the body twice for a moment."""
     buf = bytearray(length)
@@ -325,7 +330,8 @@ async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeou
     step = request.app[GATEWAY].store.current.server.body_timeout_s
     loop = asyncio.get_running_loop()
     while chunk := await request.content.readany():
-        deadline.reschedule(loop.time() + step)
+        if deadline is not None:
+            deadline.reschedule(loop.time() + step)
         end = at + len(chunk)
         if end > length:
             raise bad_request("The request body is longer than its Content-Length.")
