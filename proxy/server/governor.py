@@ -119,7 +119,10 @@ class Governor:
                 tokens_in=tokens_of(len(ex.body)), tokens_out=ex.out_tokens_guess, estimated=True
             )
             ex.usage = usage
-        ex.cost_usd = usd = self.cost_of(ex, usage)
+            ex.cost_usd = None  # priced again on the estimate
+        usd = ex.cost_usd
+        if usd is None:
+            ex.cost_usd = usd = self.cost_of(ex, usage)
         if usage is not None and self.registry is not None:
             self._correct_capacity(ex, usage)
         hold = ex.reservation

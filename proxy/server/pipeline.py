@@ -205,7 +205,8 @@ async def respond(
             if reply.status < 300:
                 ex.usage = usage = win.provider.usage(body)
                 ex.out_tokens_guess = tokens_of(len(body))
-                headers["x-gateway-cost-usd"] = f"{gw.governor.cost_of(ex, usage):.8f}"
+                ex.cost_usd = gw.governor.cost_of(ex, usage)  # settle reuses it
+                headers["x-gateway-cost-usd"] = f"{ex.cost_usd:.8f}"
             elif scrub:
                 body = scrub.clean(body)
             ex.status = reply.status
