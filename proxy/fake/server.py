@@ -9,7 +9,6 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import NoReturn
 
 import orjson
@@ -24,34 +23,11 @@ from proxy.fake import responses_dialect as responses
 from proxy.fake.behaviour import DIALECTS, Behaviour
 from proxy.fake.behaviour import add_arguments as add_arguments  # the CLI's half of this module
 from proxy.fake.behaviour import behaviour_from_args as behaviour_from_args
+from proxy.fake.recorded import RecordedRequest as RecordedRequest
+from proxy.fake.timeline import Timeline
 
 _JSON = "application/json"
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request as the fake received it (headers in their original case)."""
-
-    at: float
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    query: str = ""
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header, case-insensitive."""
-        lower = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lower), None)
-
-    def json(self) -> dict[str, object]:
-        """The body as a JSON object (empty if it is not one)."""
-        try:
-            obj = orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            return {}
-        return obj if isinstance(obj, dict) else {}
 
 
 class _Exchange:
@@ -98,6 +74,8 @@ class FakeProvider:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._timeline: Timeline | None = None
+        self._t0 = 0.0
 
     @property
     def base_url(self) -> str:
@@ -123,6 +101,7 @@ class FakeProvider:
         self.disconnects.clear()
         self.request_count = 0
         self.default = self._initial_default
+        self._timeline = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on host:port (0 picks a free port, read back from `port`)."""
@@ -157,8 +136,23 @@ class FakeProvider:
             task.cancel()
         await runner.cleanup()
 
+    async def play(self, timeline: Timeline) -> None:
+        """Answer by the timeline from now on (scripted behaviours still come first); returns
+        once its last phase is over, having closed the listener in its refusal windows."""
+        self._timeline, self._t0 = timeline, time.monotonic()
+        for start, end in timeline.refusals():
+            await asyncio.sleep(max(0.0, self._t0 + start - time.monotonic()))
+            host, port = self._host, self.port
+            await self.stop()
+            await asyncio.sleep(max(0.0, self._t0 + end - time.monotonic()))
+            await self.start(host, port)
+
     def _next(self) -> Behaviour:
-        return self._queue.popleft() if self._queue else self.default
+        if self._queue:
+            return self._queue.popleft()
+        if self._timeline is not None:
+            return self._timeline.at(time.monotonic() - self._t0, self._rng)
+        return self.default
 
     def _record(self, request: web.Request, body: bytes) -> None:
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)

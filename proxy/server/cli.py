@@ -1,4 +1,4 @@
-"""The `gateway` command line: serve, check, fake-upstream, demo."""
+"""The `gateway` command line: serve, check, fake-upstream, demo, simulate."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.configure()
         return _run(run_demo(Path(ns.config), ns.port, ns.fake_port))
+    if ns.command == "simulate":
+        from proxy.server.simulate import run_simulate
+
+        return _run(run_simulate(ns.scenario, ns.speed, ns.json, tuple(ns.only or ())))
     parser.print_help()
     return 2
 
@@ -77,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="first port of the fake providers (the next ones follow), in place of the file's",
     )
+    p = sub.add_parser(
+        "simulate", help="replay a load on a real gateway against fake providers in an incident"
+    )
+    p.add_argument("scenario", help="a scenario TOML file, or a shipped scenario's name")
+    p.add_argument("--speed", type=float, default=1.0, help="divide every scenario duration by X")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--only", action="append", metavar="OPTION", help="run this option set only")
     keyscli.add_parsers(sub)
     statuscli.add_parser(sub)
     return parser
