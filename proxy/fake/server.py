@@ -126,24 +126,27 @@ class FakeProvider:
         sockname = runner.addresses[0]
         self.port = int(sockname[1])
 
-    async def stop(self) -> None:
-        """Stop listening and end every request still being answered."""
+    async def stop(self, *, graceful: bool = False) -> None:
+        """Stop listening and end every request still being answered (graceful: let them
+        finish, up to the runner's 1 s shutdown timeout; idle connections close at once)."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
         self._stopping = True
-        for task in list(self._tasks):
+        for task in () if graceful else list(self._tasks):
             task.cancel()
         await runner.cleanup()
 
     async def play(self, timeline: Timeline) -> None:
         """Answer by the timeline from now on (scripted behaviours still come first); returns
-        once its last phase is over, having closed the listener in its refusal windows."""
+        once its last phase is over, having closed the listener in its refusal windows (new
+        connections are refused; answers under way finish, as when a provider is taken out of
+        its load balancer: breaks after the commit point are the `reset_mid_stream` fault)."""
         self._timeline, self._t0 = timeline, time.monotonic()
         for start, end in timeline.refusals():
             await asyncio.sleep(max(0.0, self._t0 + start - time.monotonic()))
             host, port = self._host, self.port
-            await self.stop()
+            await self.stop(graceful=True)
             await asyncio.sleep(max(0.0, self._t0 + end - time.monotonic()))
             await self.start(host, port)
 

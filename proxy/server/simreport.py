@@ -25,6 +25,8 @@ class RunResult:
     attempts_per_request: float
     cost_usd: float
     by_upstream: dict[str, int]
+    failures: dict[str, int]
+    """What the client saw of each failed request: status and error code (0: no response)."""
 
     @property
     def success(self) -> float:
@@ -55,6 +57,7 @@ def summarize(
     attempts = 0
     cost = 0.0
     by_upstream: dict[str, int] = {}
+    failures: dict[str, int] = {}
     for o in outcomes:
         line = lines.get(o.request_id)
         n = line.get("attempts") if line else None
@@ -63,6 +66,10 @@ def summarize(
         cost += float(usd) if isinstance(usd, int | float) else 0.0
         if o.ok:
             by_upstream[o.upstream] = by_upstream.get(o.upstream, 0) + 1
+        else:
+            code = line.get("error") if line else None
+            what = f"{o.status} {code}" if code else str(o.status)
+            failures[what] = failures.get(what, 0) + 1
     ttfbs = [o.ttfb_s * 1000 for o in outcomes if o.ok and o.ttfb_s is not None]
     return RunResult(
         option=option,
@@ -74,6 +81,7 @@ def summarize(
         attempts_per_request=attempts / len(outcomes) if outcomes else 0.0,
         cost_usd=cost,
         by_upstream=dict(sorted(by_upstream.items())),
+        failures=dict(sorted(failures.items())),
     )
 
 
@@ -97,6 +105,8 @@ def table(results: Sequence[RunResult]) -> str:
         out += [f"option set: {option}", header]
         for r in rows:
             served = " ".join(f"{k}={v}" for k, v in r.by_upstream.items())
+            if r.failures:
+                served += "; failed: " + ", ".join(f"{k} x{v}" for k, v in r.failures.items())
             out.append(
                 f"  {r.run:<9}{r.requests:>9}{r.success * 100:>9.2f}%"
                 f"{r.p50_ttfb_ms:>8.0f}ms{r.p99_ttfb_ms:>8.0f}ms"

@@ -92,6 +92,7 @@ async def run_once(
         for i, p in enumerate(scenario.providers)
     }
     plays = Tasks()
+    played: list[asyncio.Task[None]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-sim-") as tmp:
         try:
             for fake in fakes.values():
@@ -107,10 +108,14 @@ async def run_once(
                 if incident:
                     for p in scenario.providers:
                         timeline = p.timeline(scale)
-                        plays.spawn(fakes[p.name].play(timeline), name=f"sim-play-{p.name}")
+                        task = plays.spawn(fakes[p.name].play(timeline), name=f"sim-{p.name}")
+                        played.append(task)
                 outcomes = await replay(address, ROUTE, scenario.load, scenario.seed, scale)
             finally:
                 await _stop(proc)
+            for task in played:  # a timeline that could not be played makes the run void
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"{task.get_name()}: {task.exception()!r}")
             lines = await asyncio.to_thread(_log_lines, log)
             access = [obj for obj in lines if obj.get("event") == "access"]
         finally:

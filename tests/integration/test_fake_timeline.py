@@ -78,3 +78,19 @@ async def test_reset_forgets_the_timeline(fake: FakeProvider) -> None:
         assert (await _status(session, fake))[0] == 500
         fake.reset()
         assert (await _status(session, fake))[0] == 200
+
+
+async def test_an_answer_under_way_when_the_listener_closes_still_finishes() -> None:
+    fake = FakeProvider(name="slowpoke", default=Behaviour(ttft_s=0.4))
+    await fake.start()
+    try:
+        timeline = Timeline(fake.default, (Phase(0.1, 0.6, fake.default, refuse=True),))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=BOUND)) as session:
+            answer = asyncio.create_task(_status(session, fake))
+            await asyncio.sleep(0.05)  # the request is in flight before the phase starts
+            play = asyncio.create_task(fake.play(timeline))
+            assert (await asyncio.wait_for(answer, BOUND))[0] == 200
+            await asyncio.wait_for(play, BOUND)
+        assert fake.disconnects == []
+    finally:
+        await asyncio.wait_for(fake.stop(), BOUND)

@@ -50,6 +50,7 @@ def test_attempts_and_cost_come_from_the_access_lines() -> None:
     assert r.attempts_per_request == pytest.approx(2.0)
     assert r.cost_usd == pytest.approx(0.003)
     assert r.by_upstream == {"a": 1, "b": 1}
+    assert r.failures == {"502": 1}
     # TTFB percentiles count only what the client received as a success
     assert (r.p50_ttfb_ms, r.p99_ttfb_ms) == pytest.approx((10.0, 20.0))
 
@@ -61,7 +62,8 @@ def test_a_missing_access_line_falls_back_to_the_response_header() -> None:
 
 
 def _result(run: str, success: int, p99: float) -> RunResult:
-    return RunResult("latency", run, 10_000, success, 10.0, p99, 1.0, 0.5, {"a": success})
+    failed = {"502 upstream_unavailable": 10_000 - success} if success < 10_000 else {}
+    return RunResult("latency", run, 10_000, success, 10.0, p99, 1.0, 0.5, {"a": success}, failed)
 
 
 def test_the_target_is_success_and_p99_within_twice_the_baseline() -> None:
@@ -78,6 +80,7 @@ def test_the_table_has_a_block_per_option_set_with_both_rows_and_a_verdict() -> 
     assert lines[0] == "option set: latency"
     assert "baseline" in lines[2] and "100.00%" in lines[2]
     assert "incident" in lines[3] and "90.00%" in lines[3]
+    assert "failed: 502 upstream_unavailable x1000" in lines[3]
     assert "misses the target" in lines[4]
 
 
