@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -208,6 +209,10 @@ async def run_simulate(target: str, speed: float, as_json: bool, only: tuple[str
     if not speed > 0:
         sys.stderr.write("gateway simulate: --speed must be > 0\n")
         return 2
+
+    # A hedge's loser is cancelled while the fake may be writing its headers; aiohttp logs
+    # that client departure as a handler error with a traceback, which is noise here.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
     def say(line: str) -> None:
         sys.stderr.write(line + "\n")
