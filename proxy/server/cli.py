@@ -37,10 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         coro = fake_serve(ns.host, ns.port, ns.dialect, ns.name, behaviour_from_args(ns), ready)
         return _run(_forever(coro))
-    if ns.command == "keys":
-        return keyscli.run_keys(ns)
-    if ns.command == "usage":
-        return keyscli.run_usage(ns)
+    if ns.command in ("keys", "usage"):
+        return keyscli.run_keys(ns) if ns.command == "keys" else keyscli.run_usage(ns)
     if ns.command == "status":
         return statuscli.run_status(ns)
     if ns.command == "demo":
