@@ -6,7 +6,8 @@ dumps and zeroes the counters (callgrind_control -d), sends a fixed number of re
 a fixed concurrency, dumps again and divides the second dump's total by the requests.
 
     scripts/profile_cg [--requests 240] [--warmup 40] [--concurrency 16] [--stream]
-                       [--bare] [--key] [--redis] [--body-kb N] [--keep DIR]
+                       [--bare] [--key] [--redis]
+                       [--growth] [--body-kb N] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -104,13 +106,14 @@ def commands(url: str) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> int:
+def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> float:
+    """Instructions per request of one target under one load (printed and returned)."""
     extra = ""
     if args.redis:
         os.environ["BENCH_REDIS_URL"] = start_redis(tmp, procs)
         extra = '\n[state]\nbackend = "redis"\nurl = "env:BENCH_REDIS_URL"\n'
     fake = procs.fake("cg", "--chunks", str(args.chunks))
-    out = tmp / "callgrind.out"
+    out = tmp / f"callgrind.out.{time.monotonic_ns()}"  # one name per run: dumps never mix
     wrap = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no")
     if args.bare:
         cmd = [*wrap, sys.executable, str(ROOT / "scripts" / "bare_proxy.py"), "--upstream"]
@@ -143,7 +146,37 @@ def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> int:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         shutil.copy(measured, args.keep / measured.name)
-    return 0
+    procs.stop(*procs.live)
+    return ir / args.requests
+
+
+GROWTH = (  # (label, stream, content chunks, user message KiB, requests)
+    ("JSON, body 1 KiB", False, 20, 1, 120),
+    ("JSON, body 100 KiB", False, 20, 100, 60),
+    ("JSON, body 1 MiB", False, 20, 1024, 20),
+    ("JSON, body 10 MiB", False, 20, 10240, 8),
+    ("stream, 20 chunks", True, 20, 0, 120),
+    ("stream, 200 chunks", True, 200, 0, 40),
+    ("stream, 2,000 chunks", True, 2000, 0, 10),
+)
+
+
+def growth(args: argparse.Namespace, procs: Procs, tmp: Path) -> None:
+    """Instructions per request as bodies and streams grow, gateway beside bare."""
+    rows = []
+    for label, stream, chunks, kb, n in GROWTH:
+        args.stream, args.chunks, args.body_kb = stream, chunks, kb
+        args.requests, args.warmup, args.concurrency = n, max(2, n // 6), min(args.concurrency, 4)
+        figures = []
+        for bare in (True, False):
+            args.bare = bare
+            figures.append(run(args, procs, tmp))
+        rows.append((label, *figures))
+    print("\nGrowth: instructions per request (k), c<=4")
+    print(f"  {'load':22}{'bare':>10}{'gateway':>10}{'ratio':>7}{'gateway-bare':>14}")
+    for label, bare_ir, gw_ir in rows:
+        print(f"  {label:22}{bare_ir / 1e3:>10,.0f}{gw_ir / 1e3:>10,.0f}{gw_ir / bare_ir:>7.2f}"
+              f"{(gw_ir - bare_ir) / 1e3:>+14,.0f}")  # fmt: skip
 
 
 def main() -> int:
@@ -153,6 +186,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--stream", action="store_true", help="streamed requests")
     p.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    p.add_argument("--growth", action="store_true", help="bodies 1 KiB-10 MiB, 20-2,000 chunks")
     p.add_argument("--bare", action="store_true", help="count scripts/bare_proxy.py instead")
     p.add_argument("--key", action="store_true", help="a virtual key with rpm + budgets")
     p.add_argument("--redis", action="store_true", help='[state] backend = "redis"')
@@ -162,10 +196,16 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("profile_cg: valgrind is not installed", file=sys.stderr)
         return 1
+    for sig in (signal.SIGINT, signal.SIGTERM):  # KeyboardInterrupt: finally stops children
+        signal.signal(sig, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="gateway-cg-") as tmp:
         procs = Procs(Path(tmp))
         try:
-            return run(args, procs, Path(tmp))
+            if args.growth:
+                growth(args, procs, Path(tmp))
+            else:
+                run(args, procs, Path(tmp))
+            return 0
         except BenchError as exc:
             note(f"profile_cg: {exc}")
             return 1
