@@ -53,7 +53,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
 async def main(port: int, upstream: str) -> None:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 30)  # bodies of any size, as the gateway
         app[SESSION] = session
         app[UPSTREAM] = upstream.rstrip("/")
         app.router.add_post("/{tail:.*}", forward)

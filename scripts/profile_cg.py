@@ -153,8 +153,8 @@ def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> float:
 GROWTH = (  # (label, stream, content chunks, user message KiB, requests)
     ("JSON, body 1 KiB", False, 20, 1, 120),
     ("JSON, body 100 KiB", False, 20, 100, 60),
-    ("JSON, body 1 MiB", False, 20, 1024, 20),
-    ("JSON, body 10 MiB", False, 20, 10240, 8),
+    ("JSON, body 1 MiB", False, 20, 1024, 12),
+    ("JSON, body 10 MiB", False, 20, 10240, 4),
     ("stream, 20 chunks", True, 20, 0, 120),
     ("stream, 200 chunks", True, 200, 0, 40),
     ("stream, 2,000 chunks", True, 2000, 0, 10),
