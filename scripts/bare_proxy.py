@@ -1,8 +1,10 @@
-"""The floor of an aiohttp design: a bare pass-through the benchmark compares the gateway with.
+"""The floor of an aiohttp design: the thinnest correct pass-through the benchmark compares with.
 
-aiohttp server + uvloop, one shared ClientSession, the body parsed once with orjson (as any
-proxy that reads `model` must), POSTed upstream unchanged, and the answer streamed back
-chunk by chunk. No routing, failover, auth, headers policy or logging.
+aiohttp server + uvloop, one route, one shared ClientSession, the body read and parsed once
+with orjson (as any proxy that reads `model` must) and POSTed upstream unchanged. A JSON
+answer is read whole and returned with Content-Length (as the gateway does); a stream is
+relayed with `iter_any`. No handler cancellation, no logging, no routing, failover, auth or
+headers policy.
 
     venv/bin/python scripts/bare_proxy.py --upstream http://127.0.0.1:9001 [--port 0]
 """
@@ -20,18 +22,26 @@ from aiohttp import web
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
     body = await request.read()
-    obj = orjson.loads(body)
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        obj = None
     if not isinstance(obj, dict):
         return web.Response(status=400, text="body must be a JSON object")
     session = request.app[SESSION]
     url = request.app[UPSTREAM] + request.path
-    headers = {"Content-Type": "application/json"}
-    async with session.post(url, data=body, headers=headers) as upstream:
+    async with session.post(url, data=body, headers=JSON_HEADERS) as upstream:
         content_type = upstream.headers.get("Content-Type", "application/json")
+        if not content_type.startswith("text/event-stream"):
+            data = await upstream.read()  # whole, returned with Content-Length
+            return web.Response(
+                status=upstream.status, body=data, headers={"Content-Type": content_type}
+            )
         out = web.StreamResponse(status=upstream.status, headers={"Content-Type": content_type})
         await out.prepare(request)
         async for chunk in upstream.content.iter_any():
@@ -43,11 +53,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
 async def main(port: int, upstream: str) -> None:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 30)  # bodies of any size, as the gateway
         app[SESSION] = session
         app[UPSTREAM] = upstream.rstrip("/")
         app.router.add_post("/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
         await site.start()

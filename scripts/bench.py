@@ -159,6 +159,9 @@ def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
             "added_p50_ms": med([r.p50_ms - x.p50_ms for r, x in d]),
             "added_p99_ms": med([r.p99_ms - x.p99_ms for r, x in d]),
             "cpu_us": med([r.cpu_us for r in rs]),
+            # The share of one CPU the target used: far below 1 while its req/s trail bare's
+            # means it waited (a pool or semaphore limit, a timer, a blocking write, a lock).
+            "busy": med([r.cpu_us * r.rps / 1e6 for r in rs]),
             "minus_bare_us": med([r.cpu_us - x.cpu_us for r, x in b]),
             "errors": sum(r.errors for r in rs),
         }
@@ -174,9 +177,12 @@ def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
             f"{f['direct']['cpu_us']:>15.0f}{f['bare']['cpu_us']:>9.0f}{f['gateway']['cpu_us']:>9.0f}"
             f"{extra:>14.0f}{f'{per_chunk:.1f}' if sse else '-':>11}"
         )
-    print("\nThroughput and latency (wrk -t1; SSE latency = whole stream; ratio = target/direct)")
+    print(
+        "\nThroughput and latency (wrk -t1; SSE latency = whole stream; ratio = target/direct;"
+        " busy = CPU used / wall time: a target below ~0.9 busy that trails bare waits)"
+    )
     print(f"  load{'c':>4}  {'target':8}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'+p50 ms':>10}{'+p99 ms':>10}{'errors':>8}")  # fmt: skip
+          f"{'+p50 ms':>10}{'+p99 ms':>10}{'errors':>8}{'busy':>6}")  # fmt: skip
     for kind, conns in LOADS:
         for n in TARGETS:
             g, first = stats[f"{kind}/{conns}/{n}"], n == "direct"
@@ -186,7 +192,7 @@ def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
             print(
                 f"  {kind if first else '':4}{conns if first else '':>4}  {n:8}{g['rps']:>9,.0f}"
                 f"{g['ratio']:>7.3f}{g['p50_ms']:>9.3f}{g['p99_ms']:>9.3f}{add[0]:>10}{add[1]:>10}"
-                f"{g['errors']:>8.0f}"
+                f"{g['errors']:>8.0f}{g['busy']:>6.2f}"
             )
     return stats
 

@@ -98,7 +98,7 @@ class Procs:
         with log.open("wb") as fh:  # a file, never a pipe nobody reads
             p = subprocess.Popen([*SERVER_CPU, *cmd], stdout=fh, stderr=fh, start_new_session=True)
         self.live.append(p)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + (120 if "valgrind" in cmd else 20)
         while time.monotonic() < deadline and p.poll() is None:
             if m := re.search(pattern, log.read_text("utf-8", "replace")):
                 return Server(p, m.group(1), log)
@@ -114,9 +114,17 @@ class Procs:
         cmd = [sys.executable, str(ROOT / "scripts" / "bare_proxy.py"), "--upstream", upstream.url]
         return self.start("bare", cmd, r"listening on (http://\S+)")
 
-    def gateway(self, upstream: Server, workers: int, key: bool = False) -> Server:
+    def gateway(
+        self,
+        upstream: Server,
+        workers: int,
+        key: bool = False,
+        extra: str = "",
+        wrap: tuple[str, ...] = (),
+    ) -> Server:
         """The gateway on `upstream`; with `key`, a keys file whose one key (with limits and
-        budgets far above the load, so every request reserves and settles) wrk then sends."""
+        budgets far above the load, so every request reserves and settles) wrk then sends;
+        `extra` is appended to its config, `wrap` runs it under a tool (valgrind)."""
         config = self.tmp / f"config-{time.monotonic_ns()}" / "gateway.toml"
         config.parent.mkdir()  # alone: the watcher watches the directory, not the log files
         if key:
@@ -130,9 +138,10 @@ class Procs:
             '[server]\nlisten = "127.0.0.1:0"\naccess_log = true\nwatch = true\n'
             f'workers = {workers}\n\n[upstreams.up]\nprovider = "openai"\n'
             f'base_url = "{upstream.url}/v1"\nmodel = "bench-model"\n\n'
-            '[routes.bench]\nstrategy = "latency"\ntiers = [{ up = 1 }]\n'
+            '[routes.bench]\nstrategy = "latency"\ntiers = [{ up = 1 }]\n' + extra
         )
-        cmd = [GATEWAY, "serve", "--config", str(config)]
+        run = [*wrap, sys.executable, GATEWAY] if wrap else [GATEWAY]
+        cmd = [*run, "serve", "--config", str(config)]
         return self.start("gateway", cmd, r'(?m)^(?=.*"event":"ready").*"address":"(http://[^"]+)"')
 
     def stop(self, *procs: subprocess.Popen[bytes]) -> None:

@@ -108,8 +108,34 @@ class Governor:
             return 0.0
         return cost(usage, self.prices(ex.snap).by_upstream.get(ex.upstream))
 
+    def settle_now(self, ex: Exchange) -> bool:
+        """`settle` without a coroutine when no reservation is held (an open gateway, a key
+        without limits): True when done; False: the caller awaits `settle`."""
+        if isinstance(ex.reservation, Hold):
+            return False
+        self._book(ex, self._price(ex))
+        return True
+
     async def settle(self, ex: Exchange) -> None:
         """Exactly once per request: real usage and cost into limits, budgets and the ledger."""
+        usage = self._price(ex)
+        usd = ex.cost_usd or 0.0
+        hold = ex.reservation
+        if isinstance(hold, Hold):
+            ex.reservation = None
+            now = self.clock()
+            if usage is None:
+                await self.state.refund(hold, now)
+            else:
+                crossed = await self.state.settle(
+                    hold, usage.tokens_in + usage.tokens_out, usd, now
+                )
+                for c in crossed:
+                    self._soft_limit(c)
+        self._book(ex, usage)
+
+    def _price(self, ex: Exchange) -> Usage | None:
+        """The request's usage (estimated if the provider reported none) and its cost."""
         usage = ex.usage
         answered = ex.upstream_status is not None and ex.upstream_status < 400
         # A stream the client left is still billed by the provider for what it generated.
@@ -125,21 +151,13 @@ class Governor:
             ex.cost_usd = usd = self.cost_of(ex, usage)
         if usage is not None and self.registry is not None:
             self._correct_capacity(ex, usage)
-        hold = ex.reservation
-        if isinstance(hold, Hold):
-            ex.reservation = None
-            now = self.clock()
-            if usage is None:
-                await self.state.refund(hold, now)
-            else:
-                crossed = await self.state.settle(
-                    hold, usage.tokens_in + usage.tokens_out, usd, now
-                )
-                for c in crossed:
-                    self._soft_limit(c)
+        return usage
+
+    def _book(self, ex: Exchange, usage: Usage | None) -> None:
+        """The ledger row of a settled request."""
         ledger = self.ledger
         if ledger is not None:
-            ledger.add(_row(ex, usage, usd))
+            ledger.add(_row(ex, usage, ex.cost_usd or 0.0))
             if ledger.error is not None:
                 self._ledger_failed(ledger)
 

@@ -108,7 +108,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         claim.release()
         gw.drain.done_receiving(receiving)
         try:
-            await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
+            if not gw.governor.settle_now(ex):  # no coroutine when no reservation is held
+                await gw.governor.settle(ex)  # no await inside in memory: safe when cancelled
         finally:
             gw.drain.leave()
             settle(ex, gw)
@@ -196,7 +197,8 @@ async def respond(
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
         # An upstream may echo the credential it was sent (in an error, a header): scrub it.
-        scrub = scrubber(ex.snap.secrets)
+        secrets = ex.snap.secrets  # none configured: no scrubber lookup at all
+        scrub = scrubber(secrets) if secrets else None
         passed = passed_response_headers(reply.headers)
         headers.update(scrub.clean_headers(passed) if scrub and passed else passed)
         if not ex.stream or reply.status != 200 or answered_whole(reply.headers):
