@@ -132,9 +132,9 @@ class Governor:
             if usage is None:
                 await self.state.refund(hold, now)
             else:
-                crossed = await self.state.settle(
-                    hold, usage.tokens_in + usage.tokens_out, usd, now
-                )
+                # A cache hit counts as a request (admission did that) but uses no tokens.
+                used = 0 if ex.cache == "hit" else usage.tokens_in + usage.tokens_out
+                crossed = await self.state.settle(hold, used, usd, now)
                 for c in crossed:
                     self._soft_limit(c)
         ledger = self.ledger
