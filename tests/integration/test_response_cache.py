@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +255,37 @@ async def test_key_scope_and_global_scope(
             _, h, _ = await send(gw.url, body, {"Authorization": f"Bearer {keys[name]}"})
             got.append(h["x-gateway-cache"])
         assert got == expected
+
+
+async def test_hits_cost_nothing_and_are_in_the_ledger_and_metrics(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=2))
+    keys = make_keys(tmp_path, k={"usd_total": 3.0, "rpm": 100})
+    price = {"input_per_mtok": 0.0, "output_per_mtok": 1_000_000.0}  # 1 USD per output token
+    cfg = config(upstream(a, price=price))
+    cfg["server"]["ledger"] = "usage.db"  # type: ignore[index]
+    cfg["admin"] = {"listen": "127.0.0.1:0", "metrics_open": True}
+    gw = await gateway(cfg)
+    auth = {"Authorization": f"Bearer {keys['k']}"}
+    body = {**BODY, "max_tokens": 1}
+    _, headers, _ = await send(gw.url, body, auth)
+    assert headers["x-gateway-cache"] == "miss"
+    for stream in (False, True, False, True):
+        status, headers, _ = await send(gw.url, {**body, "stream": stream}, auth)
+        assert (status, headers["x-gateway-cache"]) == (200, "hit")
+    counters = await gw.server.governor.state.counters("key:k", time.time())
+    assert counters.usd["total"] == 2.0  # the miss's two output tokens; hits are free
+    assert counters.requests_1m == 5  # a hit is still a request against the key's rpm
+    assert counters.tokens_1m == 19 + 2  # the miss only (19 prompt tokens, 2 out)
+    async with aiohttp.ClientSession() as s, s.get(gw.server.admin_address + "/metrics") as r:
+        metrics = await r.text()
+    assert 'gateway_cache_lookups_total{result="hit",route="chat"} 4.0' in metrics
+    assert 'gateway_cache_lookups_total{result="miss",route="chat"} 1.0' in metrics
+    await gw.server.shutdown()
+    conn = sqlite3.connect(tmp_path / "usage.db")
+    rows = conn.execute(
+        "SELECT cache, upstream, tokens_out, cost_usd, status FROM requests"
+    ).fetchall()
+    conn.close()
+    assert sorted(rows) == [("hit", None, 2, 0.0, 200)] * 4 + [("miss", "a", 2, 2.0, 200)]
