@@ -15,7 +15,11 @@ DONE = b"data: [DONE]\n\n"
 
 def complete(chunks: Sequence[bytes]) -> bool:
     """A recorded stream that ended with OpenAI's `[DONE]` (an error event or a cut never does)."""
-    tail = b"".join(chunks[-2:]) if chunks else b""
+    tail = b""
+    for chunk in reversed(chunks):  # the end may be cut into pieces of any size
+        tail = chunk + tail
+        if len(tail) >= 2 * len(DONE):
+            break
     return tail.rstrip(b"\r\n ").endswith(b"data: [DONE]")
 
 
