@@ -15,6 +15,9 @@ from proxy.ops import logs
 
 WARN_EVERY_S = 30.0
 """A Redis that fails is said once per this interval, not once per request."""
+PAUSE_S = 1.0
+"""After a failure the cache leaves Redis alone this long: a slow or dead Redis must not add
+its deadline to every request (they are misses meanwhile)."""
 
 
 def connect(settings: StateSettings) -> Redis:
@@ -41,9 +44,12 @@ class RedisStore:
         self.timeout_s = timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = -WARN_EVERY_S
+        self._paused_until = 0.0
         self.errors = 0
 
     async def get(self, key: str) -> Entry | None:
+        if self._paused_until and time.monotonic() < self._paused_until:
+            return None
         try:
             async with asyncio.timeout(self.timeout_s):
                 raw = await self.client.get(self.prefix + key)
@@ -53,6 +59,8 @@ class RedisStore:
         return decode(raw) if isinstance(raw, bytes) else None
 
     def put(self, key: str, entry: Entry, ttl_s: float) -> None:
+        if self._paused_until and time.monotonic() < self._paused_until:
+            return
         task = asyncio.get_running_loop().create_task(self._put(key, encode(entry), ttl_s))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -67,6 +75,7 @@ class RedisStore:
     def _failed(self, op: str, exc: BaseException) -> None:
         self.errors += 1
         now = time.monotonic()
+        self._paused_until = now + PAUSE_S
         if now - self._warned >= WARN_EVERY_S:
             self._warned = now
             logs.warning("cache_store_failed", op=op, error=type(exc).__name__, since=self.errors)
