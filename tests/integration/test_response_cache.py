@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 from conftest import FakeFactory, GatewayFactory, base_config, upstream
+from integration.test_governance import make_keys
 from multidict import CIMultiDict
-from test_governance import make_keys
 
 from proxy.fake.behaviour import Behaviour
 
