@@ -147,7 +147,8 @@ def open_cache(config: Config) -> ResponseCache:
     if cs.store == "redis" or (cs.store == "auto" and st.backend == "redis"):
         logs.event("cache_store", store="redis")
         return ResponseCache(RedisStore(connect(st), st.prefix, st.timeout_s))
-    return ResponseCache(MemoryStore(cs.max_entry_bytes, cs.max_total_bytes))
+    # Each route caps its own entries (the ticket); the store caps only the total.
+    return ResponseCache(MemoryStore(cs.max_total_bytes, cs.max_total_bytes))
 
 
 def _wanted(headers: Mapping[str, str]) -> tuple[bool, bool]:
