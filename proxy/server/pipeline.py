@@ -80,8 +80,12 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         local = estimate(ex)  # count_tokens no upstream of the route can answer
         if local is not None:
             return local
-        cached = await lookup(request, gw, ex)  # response cache              hit: answered
-        if cached is not None:
+        # The response cache, only on a route with `cache` (one check): a hit is answered here.
+        if (
+            ex.route is not None
+            and ex.route.cache is not None
+            and (cached := await lookup(request, gw, ex)) is not None
+        ):
             return cached
         win = await choose_and_send(gw, ex)  # failover until an upstream answers  502 / 503 / 504
         return await respond(request, gw, ex, win)  # the commit point, then the relay
@@ -109,7 +113,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     finally:
         claim.release()
         gw.drain.done_receiving(receiving)
-        _land(gw, ex)  # a cache miss: store a complete success, release the followers
+        if ex.cache_ticket is not None:
+            _land(gw, ex)  # a cache miss: store a complete success, release the followers
         try:
             await gw.governor.settle(ex)  # no await inside in memory: safe even when cancelled
         finally:
@@ -191,7 +196,7 @@ async def lookup(request: web.Request, gw: Gateway, ex: Exchange) -> web.StreamR
 
 
 def _land(gw: Gateway, ex: Exchange) -> None:
-    if ex.cache_ticket is not None and gw.cache is not None:
+    if gw.cache is not None:
         gw.cache.land(ex)
 
 
@@ -319,6 +324,8 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
+    if ex.cache is None and ex.route is not None and ex.route.cache is not None:
+        headers[caching.HEADER] = "skip"  # refused before the lookup (a limit, a budget)
     resp = web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
     if exc is BODY_TIMEOUT:
         resp.force_close()

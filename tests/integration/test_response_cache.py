@@ -289,3 +289,15 @@ async def test_hits_cost_nothing_and_are_in_the_ledger_and_metrics(
     ).fetchall()
     conn.close()
     assert sorted(rows) == [("hit", None, 2, 0.0, 200)] * 4 + [("miss", "a", 2, 2.0, 200)]
+
+
+async def test_a_refusal_before_the_lookup_says_skip(
+    tmp_path: Path, fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    keys = make_keys(tmp_path, k={"rpm": 1})
+    gw = await gateway(config(upstream(a)))
+    auth = {"Authorization": f"Bearer {keys['k']}"}
+    assert (await send(gw.url, BODY, auth))[1]["x-gateway-cache"] == "miss"
+    status, headers, _ = await send(gw.url, BODY, auth)
+    assert (status, headers["x-gateway-cache"]) == (429, "skip")
