@@ -301,3 +301,60 @@ async def test_a_refusal_before_the_lookup_says_skip(
     assert (await send(gw.url, BODY, auth))[1]["x-gateway-cache"] == "miss"
     status, headers, _ = await send(gw.url, BODY, auth)
     assert (status, headers["x-gateway-cache"]) == (429, "skip")
+
+
+async def test_stream_followers_get_chunks_as_the_leader_relays_them(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=6, chunk_delay_s=0.1))
+    gw = await gateway(config(upstream(a)))
+    body = stream_body(messages=[{"role": "user", "content": "fan out"}])
+    order: list[str] = []
+
+    async def read(who: str, delay: float) -> list[bytes]:
+        await asyncio.sleep(delay)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
+        ):
+            order.append(f"{who}:{r.headers['x-gateway-cache']}")
+            chunks = []
+            async for data, _ in r.content.iter_chunks():
+                if not chunks:
+                    order.append(f"{who}:first")
+                chunks.append(data)
+            order.append(f"{who}:end")
+            return chunks
+
+    leader, follower = await asyncio.gather(read("leader", 0), read("follower", 0.15))
+    assert order.index("follower:first") < order.index("leader:end")
+    assert "leader:miss" in order and "follower:hit" in order
+    assert b"".join(follower) == b"".join(leader)
+    assert len(a.requests) == 1
+
+
+async def test_a_leader_that_leaves_ends_its_stream_followers_with_an_error_event(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(chunks=20, chunk_delay_s=0.05))
+    gw = await gateway(config(upstream(a)))
+    body = stream_body(messages=[{"role": "user", "content": "leaves"}])
+
+    async def leader() -> None:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
+        ):
+            await r.content.readuntil(b"\n\n")
+            await asyncio.sleep(0.25)  # the follower has joined by now; then the leader leaves
+
+    async def follower() -> list[bytes]:
+        await asyncio.sleep(0.1)
+        return (await send(gw.url, body))[2]
+
+    _, got = await asyncio.gather(leader(), follower())
+    events = [e for e in b"".join(got).split(b"\n\n") if e]
+    assert orjson.loads(events[-1][6:])["error"]["code"] == "upstream_error"
+    assert b"[DONE]" not in b"".join(got)
+    _, headers, _ = await send(gw.url, body)
+    assert headers["x-gateway-cache"] == "miss"  # nothing was stored
