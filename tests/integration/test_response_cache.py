@@ -318,7 +318,7 @@ async def test_stream_followers_get_chunks_as_the_leader_relays_them(
             s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(body)) as r,
         ):
             order.append(f"{who}:{r.headers['x-gateway-cache']}")
-            chunks = []
+            chunks: list[bytes] = []
             async for data, _ in r.content.iter_chunks():
                 if not chunks:
                     order.append(f"{who}:first")
@@ -358,3 +358,23 @@ async def test_a_leader_that_leaves_ends_its_stream_followers_with_an_error_even
     assert b"[DONE]" not in b"".join(got)
     _, headers, _ = await send(gw.url, body)
     assert headers["x-gateway-cache"] == "miss"  # nothing was stored
+
+
+async def test_embeddings_are_cached_and_messages_pass_by(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a")
+    gw = await gateway(config(upstream(a)))
+    embed = orjson.dumps({"model": "chat", "input": ["some text"]})
+    messages = orjson.dumps(
+        {"model": "chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    seen: list[tuple[int, str]] = []
+    async with aiohttp.ClientSession() as s:
+        for path, data in (("embeddings", embed),) * 2 + (("messages", messages),) * 2:
+            async with s.post(f"{gw.url}/v1/{path}", data=data) as r:
+                seen.append((r.status, r.headers["x-gateway-cache"]))
+                if path == "embeddings":
+                    assert (await r.json())["data"][0]["embedding"]
+    assert seen == [(200, "miss"), (200, "hit"), (200, "skip"), (200, "skip")]
+    assert len(a.requests) == 3
