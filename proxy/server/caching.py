@@ -120,7 +120,9 @@ class ResponseCache:
         if not isinstance(t, Ticket):
             return
         ex.cache_ticket = None
-        ok = ex.status == 200 and ex.error_code is None and (not t.stream or complete(t.chunks))
+        # Followers hold every chunk; the ticket stops keeping them past the entry cap.
+        seen = t.flight.chunks if t.flight is not None else t.chunks
+        ok = ex.status == 200 and ex.error_code is None and (not t.stream or complete(seen))
         if ok and t.store and t.size <= t.max_bytes and t.chunks:
             pk = ex.peek
             u = ex.usage

@@ -378,3 +378,18 @@ async def test_embeddings_are_cached_and_messages_pass_by(
                     assert (await r.json())["data"][0]["embedding"]
     assert seen == [(200, "miss"), (200, "hit"), (200, "skip"), (200, "skip")]
     assert len(a.requests) == 3
+
+
+async def test_followers_of_an_answer_too_large_to_keep_still_share_it(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    a = await fakes("a", default=Behaviour(latency_s=0.2, chunks=40, text="word " * 400))
+    gw = await gateway(config(upstream(a), max_entry_kb=1))
+    body = {**BODY, "messages": [{"role": "user", "content": "large"}]}
+    results = await asyncio.gather(
+        send(gw.url, {**body, "stream": True}), *(send(gw.url, body) for _ in range(4))
+    )
+    assert all(status == 200 for status, _, _ in results)
+    assert len(a.requests) == 1
+    _, headers, _ = await send(gw.url, body)
+    assert headers["x-gateway-cache"] == "miss"  # shared while in flight, never stored
