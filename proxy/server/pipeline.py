@@ -183,6 +183,7 @@ async def lookup(request: web.Request, gw: Gateway, ex: Exchange) -> web.StreamR
     if found is None:
         return None
     headers = _gateway_headers(ex, gw.drain.draining)
+    headers["x-gateway-cost-usd"] = "0.00000000"  # a hit or a follower pays nothing
     if isinstance(found, Flight):
         resp = await caching.follow(request, ex, found, headers)
         if resp is None:

@@ -274,6 +274,7 @@ async def test_hits_cost_nothing_and_are_in_the_ledger_and_metrics(
     for stream in (False, True, False, True):
         status, headers, _ = await send(gw.url, {**body, "stream": stream}, auth)
         assert (status, headers["x-gateway-cache"]) == (200, "hit")
+        assert float(headers["x-gateway-cost-usd"]) == 0.0
     counters = await gw.server.governor.state.counters("key:k", time.time())
     assert counters.usd["total"] == 2.0  # the miss's two output tokens; hits are free
     assert counters.requests_1m == 5  # a hit is still a request against the key's rpm
