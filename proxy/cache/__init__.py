@@ -1,7 +1,8 @@
-"""Cache: exact-match keys of normalised requests, an LRU store with TTL, single-flight.
+"""Cache: exact-match keys of normalised requests, stores with TTL, single-flight, replay.
 
-`key` and `lru` are pure (the clock is passed in); `flight` coordinates concurrent misses.
-Not yet wired into the pipeline's `lookup` stage.
+`key`, `lru` and `replay` are pure (the clock is passed in); `store` and `redisstore` keep
+entries in this process or in Redis; `flight` coordinates concurrent misses. The edge
+(`proxy.server.caching`) wires them into the pipeline's `lookup` stage.
 Level: pure + effects.
-May import: config, core
+May import: config, core, providers, ops
 """

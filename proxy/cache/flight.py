@@ -9,10 +9,16 @@ from collections.abc import AsyncIterator
 class Flight:
     """One upstream call in progress, its chunks as they arrive, for every waiter to follow."""
 
-    __slots__ = ("_changed", "chunks", "done", "ok")
+    __slots__ = ("_changed", "chunks", "done", "ok", "stream", "usage", "with_usage")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
+        self.stream = False
+        """The leader relays a stream (its chunks are SSE), else one JSON body."""
+        self.with_usage = False
+        """The leader's stream carries the usage-only chunk (its client asked for it)."""
+        self.usage: tuple[int, int, int] | None = None
+        """(tokens in, out, cached) of the answer, set when the leader lands."""
         self.done = False
         self.ok = False
         self._changed = asyncio.Event()

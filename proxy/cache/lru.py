@@ -14,6 +14,10 @@ class Entry:
     chunks: tuple[bytes, ...]
     stream: bool
     expires: float
+    with_usage: bool = False
+    """A stream recorded with its usage-only chunk (the client asked for it)."""
+    usage: tuple[int, int, int] | None = None
+    """(tokens in, out, cached) of the answer, for the ledger row of a hit."""
 
     @property
     def size(self) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from proxy.config.caching import CacheSettings, RouteCache, read_route_cache
 from proxy.config.hedging import Hedge, read_hedge
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
@@ -24,9 +25,12 @@ class RouteCompiler:
     defined: frozenset[str]
     """Every upstream name in the file, valid or not (invalid ones already have their error)."""
     max_attempts: int
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    """[cache]: the defaults of a route's `cache = {...}`."""
     own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
     hedges: dict[str, Hedge] = field(default_factory=dict)
+    caches: dict[str, RouteCache] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
@@ -43,6 +47,7 @@ class RouteCompiler:
                 max_attempts=max_attempts,
                 fallback=fallback,
                 hedge=self.hedges.get(name),
+                cache=self.caches.get(name),
             )
         return routes
 
@@ -86,6 +91,9 @@ class RouteCompiler:
         hedge = read_hedge(c, raw.get("hedge"), f"{path}.hedge")
         if hedge is not None:
             self.hedges[name] = hedge
+        cache = read_route_cache(c, raw.get("cache"), f"{path}.cache", self.cache)
+        if cache is not None:
+            self.caches[name] = cache
 
     def tier(
         self,

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config import bedrock
+from proxy.config.caching import read_settings
 from proxy.config.chains import RouteCompiler
 from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
@@ -30,7 +31,9 @@ from proxy.config.values import (
     Upstream,
 )
 
-SECTIONS = frozenset({"server", "defaults", "upstreams", "routes", "admin", "tracing", "state"})
+SECTIONS = frozenset(
+    {"server", "defaults", "upstreams", "routes", "admin", "tracing", "state", "cache"}
+)
 SERVER_KEYS = keys_of(Server)
 ADMIN_KEYS = keys_of(Admin)
 TRACING_KEYS = keys_of(Tracing)
@@ -89,8 +92,13 @@ class _Compiler(Reader):
         if not routes_raw:
             self.err("routes", "at least one route is required")
         defined = frozenset(self.table(data, "upstreams", "upstreams"))
-        routes = RouteCompiler(self, routes_raw, groups, defined, defaults.max_attempts).run()
+        cache = read_settings(self, self.table(data, "cache", "cache"))
+        routes = RouteCompiler(
+            self, routes_raw, groups, defined, defaults.max_attempts, cache
+        ).run()
         state = self.state(self.table(data, "state", "state"))
+        if cache.store == "redis" and state.backend != "redis":
+            self.err("cache.store", 'redis needs [state] backend = "redis" (its url is used)')
         if self.errors:
             return None
         return Config(
@@ -103,6 +111,7 @@ class _Compiler(Reader):
             admin=admin,
             tracing=tracing,
             state=state,
+            cache=cache,
             secrets=tuple(self.secrets),
         )
 

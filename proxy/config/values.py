@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from proxy.config.caching import CacheSettings, RouteCache
 from proxy.config.hedging import Hedge
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
@@ -164,6 +165,8 @@ class Route:
     fallback: tuple[str, ...] = custom()
     hedge: Hedge | None = custom(None)
     """`hedge = {...}`: a second attempt on another upstream when the first is slow."""
+    cache: RouteCache | None = custom(None)
+    """`cache = { ttl_s = 300 }`: answers kept and served again; None: no cache, no cost."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,6 +278,8 @@ class Config:
     """OpenTelemetry export; None when gateway.toml has no [tracing] section (restart to change)."""
     state: StateSettings = field(default_factory=StateSettings)
     """[state]: the limits-and-budgets backend (memory or a shared Redis)."""
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    """[cache]: the response cache's defaults and store."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Every resolved credential, so log redaction can recognise them."""
 

@@ -111,6 +111,10 @@ class Exchange:
     hedge: str | None = None
     """A hedge attempt was sent: "started", then "won" (it answered first) or "lost"."""
     """Epoch seconds at arrival: budget periods and the ledger's time."""
+    cache: str | None = None
+    """On a route with a cache: "hit", "miss" or "skip" (the `x-gateway-cache` header)."""
+    cache_ticket: object | None = None
+    """A miss being recorded for the response cache (owned by `proxy.server.caching`)."""
 
     @property
     def stream(self) -> bool:

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
     upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
     tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
-    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, cache TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
@@ -44,9 +44,11 @@ class Row(NamedTuple):
     duration_ms: float
     failure: str | None
     estimated: bool
+    cache: str | None = None
+    """`hit` for an answer served by the response cache (cost 0), `miss`, `skip`; else None."""
 
 
-_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * 16)})"
+_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * len(Row._fields))})"
 _STOP = object()
 
 
@@ -57,6 +59,8 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    if "cache" not in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}:
+        conn.execute("ALTER TABLE requests ADD COLUMN cache TEXT")  # a ledger from before the cache
     return conn
 
 

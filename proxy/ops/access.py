@@ -38,6 +38,7 @@ def write(ex: Exchange) -> None:
             "upstream": ex.upstream,
             "attempts": ex.attempts,
             "hedge": ex.hedge,
+            "cache": ex.cache,
             "failure": ex.failure,
             "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 2),
             "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),

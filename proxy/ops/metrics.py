@@ -102,6 +102,12 @@ class Metrics:
         self._cost = Counter(
             "gateway_cost_usd", "Cost in USD by route and key name.", ("route", "key"), registry=r
         )
+        self._cache = Counter(
+            "gateway_cache_lookups",
+            "Requests on routes with a response cache, by route and result (hit, miss, skip).",
+            ("route", "result"),
+            registry=r,
+        )
         self._limited = Counter(
             "gateway_rate_limited",
             "429s by who refused (provider: an upstream answered 429; gateway: the gateway did).",
@@ -175,8 +181,10 @@ class Metrics:
             inc(self._attempts, (upstream, "answered"))
         elif status == 429:
             inc(self._limited, ("gateway", ""))
+        if ex.cache is not None:
+            inc(self._cache, (route, ex.cache))
         usage = ex.usage
-        if usage is not None and route:
+        if usage is not None and route and ex.cache != "hit":  # a hit used no upstream tokens
             key = ex.key_name or ""
             inc(self._tokens, (route, key, "in"), usage.tokens_in)
             inc(self._tokens, (route, key, "out"), usage.tokens_out)

@@ -127,9 +127,9 @@ class Governor:
             if usage is None:
                 await self.state.refund(hold, now)
             else:
-                crossed = await self.state.settle(
-                    hold, usage.tokens_in + usage.tokens_out, usd, now
-                )
+                # A cache hit counts as a request (admission did that) but uses no tokens.
+                used = 0 if ex.cache == "hit" else usage.tokens_in + usage.tokens_out
+                crossed = await self.state.settle(hold, used, usd, now)
                 for c in crossed:
                     self._soft_limit(c)
         self._book(ex, usage)
@@ -247,4 +247,5 @@ def _row(ex: Exchange, usage: Usage | None, usd: float) -> Row:
         duration_ms=round((time.monotonic() - ex.started) * 1000, 2),
         failure=None if ex.failure is None else str(ex.failure),
         estimated=usage is not None and usage.estimated,
+        cache=ex.cache,
     )

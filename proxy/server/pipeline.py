@@ -15,6 +15,7 @@ from typing import cast
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from proxy.cache.flight import Flight
 from proxy.config.values import Endpoint
 from proxy.core.dialect_errors import error_body, stream_error_maker
 from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
@@ -27,6 +28,7 @@ from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
+from proxy.server import caching
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
@@ -78,8 +80,12 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         local = estimate(ex)  # count_tokens no upstream of the route can answer
         if local is not None:
             return local
-        cached = lookup(gw, ex)  # response cache                              hit: answered
-        if cached is not None:
+        # The response cache, only on a route with `cache` (one check): a hit is answered here.
+        if (
+            ex.route is not None
+            and ex.route.cache is not None
+            and (cached := await lookup(request, gw, ex)) is not None
+        ):
             return cached
         win = await choose_and_send(gw, ex)  # failover until an upstream answers  502 / 503 / 504
         return await respond(request, gw, ex, win)  # the commit point, then the relay
@@ -107,6 +113,8 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     finally:
         claim.release()
         gw.drain.done_receiving(receiving)
+        if ex.cache_ticket is not None:
+            _land(gw, ex)  # a cache miss: store a complete success, release the followers
         try:
             if not gw.governor.settle_now(ex):  # no coroutine when no reservation is held
                 await gw.governor.settle(ex)  # no await inside in memory: safe when cancelled
@@ -165,12 +173,33 @@ async def admit(gw: Gateway, ex: Exchange, key: Key | None) -> None:
     await gw.governor.admit(ex, key)
 
 
-def lookup(gw: Gateway, ex: Exchange) -> web.StreamResponse | None:
-    """An answer already known for this exact request (the response cache); None: ask upstream.
+async def lookup(request: web.Request, gw: Gateway, ex: Exchange) -> web.StreamResponse | None:
+    """An answer already known for this exact request, or being fetched by an identical one
+    (the response cache); None: ask upstream. A route without `cache` costs one check."""
+    route = ex.route
+    rc = None if route is None else route.cache
+    if rc is None or gw.cache is None:
+        return None
+    found, key = await gw.cache.find(ex, rc)
+    if found is None:
+        return None
+    headers = _gateway_headers(ex, gw.drain.draining)
+    headers["x-gateway-cost-usd"] = "0.00000000"  # a hit or a follower pays nothing
+    if isinstance(found, Flight):
+        resp = await caching.follow(request, ex, found, headers)
+        if resp is None:
+            gw.cache.miss(ex, rc, key, True, None)  # the leader failed: ask upstream alone
+        return resp
+    caching.hit_usage(ex, found)
+    resp = await caching.answer(request, ex, found, headers)
+    if resp is None:
+        gw.cache.miss(ex, rc, key, True, None)
+    return resp
 
-    No cache yet: always None.
-    """
-    return None
+
+def _land(gw: Gateway, ex: Exchange) -> None:
+    if gw.cache is not None:
+        gw.cache.land(ex)
 
 
 async def choose_and_send(gw: Gateway, ex: Exchange) -> Attempt:
@@ -213,6 +242,9 @@ async def respond(
                 body = scrub.clean(body)
             ex.status = reply.status
             body = win.provider.answer(reply.status, body, ex)
+            ticket = ex.cache_ticket
+            if ticket is not None and reply.status < 300:
+                cast(caching.Ticket, ticket).add(body)
             return web.Response(status=reply.status, body=body, headers=headers)
         return await _relay(request, gw, ex, win, headers)
 
@@ -236,7 +268,12 @@ async def _relay(
     try:
         await out.prepare(request)  # the commit point: no failover after this line
         ex.status = 200
-        await relay.run(out)
+        ticket = ex.cache_ticket
+        if ticket is None:
+            await relay.run(out)
+        else:
+            cast(caching.Ticket, ticket).streaming()
+            await relay.run(caching.Tap(out, cast(caching.Ticket, ticket)))
     except asyncio.CancelledError:
         ex.failure = FailureKind.CLIENT_GONE
         ex.status = 499
@@ -280,6 +317,8 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
         headers[EXPLAIN_HEADER] = explain.header(ex)
     if ex.hedge is not None:
         headers["x-gateway-hedge"] = ex.hedge
+    if ex.cache is not None:
+        headers[caching.HEADER] = ex.cache
     if draining:
         headers["Connection"] = "close"
     return headers
@@ -288,6 +327,8 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
 def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Response:
     headers = exc.headers()
     headers.update(_gateway_headers(ex, draining))
+    if ex.cache is None and ex.route is not None and ex.route.cache is not None:
+        headers[caching.HEADER] = "skip"  # refused before the lookup (a limit, a budget)
     resp = web.Response(status=exc.status, body=error_body(exc, ex.endpoint), headers=headers)
     if exc is BODY_TIMEOUT:
         resp.force_close()

@@ -27,6 +27,7 @@ from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
 from proxy.server.app import build_app
+from proxy.server.caching import open_cache
 from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.fleet import FleetSignals
 from proxy.server.governance import load_keys, open_governor, warn_if_open
@@ -101,6 +102,7 @@ class GatewayServer:
                 self.tracer = Tracer(config.tracing)
             except TracingUnavailable as exc:
                 raise ConfigError([f"tracing: {exc}"]) from None
+        self.cache = open_cache(config)
         self.admin_runner: web.AppRunner | None = None
         self.admin_address = ""
         self.fleet = (
@@ -124,6 +126,7 @@ class GatewayServer:
             metrics=self.metrics,
             recent=self.recent,
             tracer=self.tracer,
+            cache=self.cache,
         )
         await self.governor.restore()
         if self.fleet is not None:
@@ -230,6 +233,7 @@ class GatewayServer:
             await self.admin_runner.cleanup()
             self.admin_runner = None
         await self.governor.close()  # every request has settled: flush the ledger
+        await self.cache.close()
         if self.metrics is not None:
             self.metrics.flush()  # a worker's last increments reach the shared files
         if self.tracer is not None:

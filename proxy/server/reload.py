@@ -175,6 +175,11 @@ class Reloader:
             logs.warning("restart_required", reason="server.keys_file or server.ledger changed")
         if old.state != new.state:
             logs.warning("restart_required", reason="the [state] section changed")
+        if (old.cache.store, old.cache.max_total_bytes) != (
+            new.cache.store,
+            new.cache.max_total_bytes,
+        ):
+            logs.warning("restart_required", reason="[cache] store or max_total_mb changed")
         return True, self._status("reloaded")
 
     def _failed(self, trigger: str, errors: list[str]) -> tuple[bool, str]:

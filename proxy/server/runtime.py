@@ -17,6 +17,7 @@ from proxy.ops.recent import RecentTraces
 from proxy.ops.tracing import Tracer
 from proxy.routing.balancer import Balancer
 from proxy.routing.send import Send
+from proxy.server.caching import ResponseCache
 from proxy.server.governor import Governor
 from proxy.server.inflightbodies import InflightBodies
 from proxy.transport.relay import StreamRelay
@@ -139,6 +140,8 @@ class Gateway:
     """Routing traces of the last requests, for the admin API."""
     tracer: Tracer | None = None
     """OpenTelemetry spans, when [tracing] is configured."""
+    cache: ResponseCache | None = None
+    """The response cache's store and flights (used only by routes with `cache`)."""
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Protocol
 
 import aiohttp
-from aiohttp import web
 
 from proxy.config.values import Timeouts
 from proxy.core.dialect_errors import StreamErrorMaker
@@ -20,6 +20,14 @@ STREAM_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+class Sink(Protocol):
+    """Where a relayed stream goes: the client's response, or a tap that records it too."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self, data: bytes = b"") -> None: ...
 
 
 def answered_whole(headers: Mapping[str, str]) -> bool:
@@ -97,7 +105,7 @@ class StreamRelay:
             self.failure = kind
         self.upstream.close()
 
-    async def run(self, out: web.StreamResponse) -> None:
+    async def run(self, out: Sink) -> None:
         self._arm()
         filt = self._filter.chunk
         try:

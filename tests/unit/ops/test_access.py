@@ -56,6 +56,7 @@ def test_the_access_line_says_what_the_request_went_through(
     ex.usage = Usage(11, 4)
     ex.key_name, ex.team, ex.cost_usd = "alice", "search", 0.0012
     ex.hedge = "won"
+    ex.cache = "miss"
     access.write(ex)
     (line,) = lines(capfd)
     assert line["event"] == "access" and line["level"] == "info"
@@ -84,6 +85,7 @@ def test_the_access_line_says_what_the_request_went_through(
         "team": "search",
         "cost_usd": 0.0012,
         "hedge": "won",
+        "cache": "miss",
     }
     assert line["duration_ms"] >= 250
 
