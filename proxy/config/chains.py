@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.config.hedging import Hedge, read_hedge
+from proxy.config.keysource import KeySource, read_key_source
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
 
@@ -27,6 +28,7 @@ class RouteCompiler:
     own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
     hedges: dict[str, Hedge] = field(default_factory=dict)
+    sticky: dict[str, KeySource] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
@@ -43,6 +45,8 @@ class RouteCompiler:
                 max_attempts=max_attempts,
                 fallback=fallback,
                 hedge=self.hedges.get(name),
+                sticky_key=self.sticky.get(name),
+                sticky=any(t.sticky_key is not None for t in tiers),
             )
         return routes
 
@@ -68,6 +72,7 @@ class RouteCompiler:
                     c.err(f"{path}.fallback[{i}]", f'unknown route "{target}"')
         else:
             c.err(f"{path}.fallback", "must be a list of route names")
+        self.sticky_key(name, raw, strategy)
         tiers_raw = raw.get("tiers", [])
         if not isinstance(tiers_raw, list):
             c.err(f"{path}.tiers", "must be a list of tables { upstream = weight }")
@@ -86,6 +91,19 @@ class RouteCompiler:
         hedge = read_hedge(c, raw.get("hedge"), f"{path}.hedge")
         if hedge is not None:
             self.hedges[name] = hedge
+
+    def sticky_key(self, name: str, raw: Mapping[str, object], strategy: Strategy) -> None:
+        c, path = self.c, f"routes.{name}.sticky_key"
+        if strategy is not Strategy.STICKY:
+            if "sticky_key" in raw:
+                c.err(path, 'applies only with strategy = "sticky"')
+            return
+        if "sticky_key" not in raw:
+            c.err(path, 'is required with strategy = "sticky"')
+            return
+        sticky = read_key_source(c, raw["sticky_key"], path, ("header", "user"))
+        if sticky is not None:
+            self.sticky[name] = sticky
 
     def tier(
         self,
@@ -114,7 +132,13 @@ class RouteCompiler:
                 members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
         if not members:
             return None
-        return Tier(key=f"{route}#{index}", strategy=strategy, members=tuple(members), origin=route)
+        return Tier(
+            key=f"{route}#{index}",
+            strategy=strategy,
+            members=tuple(members),
+            origin=route,
+            sticky_key=self.sticky.get(route),
+        )
 
     def flatten(self, name: str, chain: tuple[str, ...]) -> tuple[Tier, ...] | None:
         if name not in self.meta:

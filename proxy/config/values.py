@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.config.hedging import Hedge
+from proxy.config.keysource import KeySource
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
 
@@ -20,6 +21,7 @@ class Strategy(StrEnum):
     LEAST_BUSY = "least_busy"
     COST = "cost"
     CAPACITY = "capacity"
+    STICKY = "sticky"
 
 
 class Provider(StrEnum):
@@ -151,6 +153,8 @@ class Tier:
     members: tuple[Member, ...]
     origin: str
     """The route whose tiers this came from (differs from the route for fallback tiers)."""
+    sticky_key: KeySource | None = None
+    """`strategy = "sticky"`: what the ring hashes (from the origin route's `sticky_key`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +168,10 @@ class Route:
     fallback: tuple[str, ...] = custom()
     hedge: Hedge | None = custom(None)
     """`hedge = {...}`: a second attempt on another upstream when the first is slow."""
+    sticky_key: KeySource | None = custom(None)
+    """`sticky_key = "header:NAME" | "user"`: what `strategy = "sticky"` hashes."""
+    sticky: bool = False
+    """Some tier of the chain is sticky: the request's key sources are gathered (else skipped)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

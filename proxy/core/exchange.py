@@ -20,6 +20,10 @@ class Peek:
     has_stream_options: bool
     max_tokens: int | None = None
     """`max_tokens` (or `max_completion_tokens`) when the client set one: the reservation cap."""
+    user: str | None = None
+    """The body's `user` field (sticky routing and splits may hash it)."""
+    tools: bool = False
+    """The body carries a non-empty `tools` (or legacy `functions`) list (context rules)."""
 
 
 @dataclass(frozen=True, slots=True)
