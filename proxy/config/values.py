@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from proxy.config.hedging import Hedge
 from proxy.config.keysource import KeySource
+from proxy.config.rules import Rule, Split
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
 
@@ -172,6 +173,14 @@ class Route:
     """`sticky_key = "header:NAME" | "user"`: what `strategy = "sticky"` hashes."""
     sticky: bool = False
     """Some tier of the chain is sticky: the request's key sources are gathered (else skipped)."""
+    rules: tuple[Rule, ...] = custom(())
+    """`rules = [{ if = {...}, then = "route" }]`: context rules, first match wins."""
+    split: Split | None = custom(None)
+    """`split = { "a" = 90, "b" = 10 }`: an A/B split between two or more routes (the arms)."""
+    split_key: None = custom(None)
+    """`split_key = "key" | "user" | "header:NAME"` (read into `split.key`)."""
+    redirects: bool = False
+    """Rules or a split may send the request to another route (else one check, skipped)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,6 +72,8 @@ class Exchange:
     body: bytes = b""
     peek: Peek | None = None
     route: Route | None = None
+    arm: str | None = None
+    """The A/B split arm (a route name) the request fell in; None when no split was passed."""
     forward_headers: dict[str, str] = field(default_factory=dict)
     """Headers every attempt sends whatever the upstream (the allowed client headers, the id);
     a provider adds its own (credential, dialect headers) on top."""

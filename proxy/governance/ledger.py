@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
     upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
     tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
-    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, arm TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
@@ -44,9 +44,11 @@ class Row(NamedTuple):
     duration_ms: float
     failure: str | None
     estimated: bool
+    arm: str | None = None
+    """The A/B split arm (a route name); last, as the migration appends the column."""
 
 
-_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * 16)})"
+_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * 17)})"
 _STOP = object()
 
 
@@ -57,7 +59,16 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older version up to the current columns (appended)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    if "arm" not in columns:
+        conn.execute("ALTER TABLE requests ADD COLUMN arm TEXT")
+        conn.commit()
 
 
 class Ledger:

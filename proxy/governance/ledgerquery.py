@@ -7,7 +7,7 @@ from pathlib import Path
 
 from proxy.governance.periods import Period, period_id, period_start
 
-GROUPS = ("key", "team", "route", "upstream")
+GROUPS = ("key", "team", "route", "upstream", "arm")
 
 
 def spent(conn: sqlite3.Connection, now: float) -> dict[tuple[str, str], float]:
@@ -33,10 +33,12 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
         raise ValueError(f"by must be one of {', '.join(GROUPS)}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        group = by if by in columns else "NULL"  # a file from before `arm`: one group
         rows = conn.execute(
-            f"SELECT {by}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
+            f"SELECT {group}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
             "SUM(tokens_cached), SUM(cost_usd), SUM(estimated) FROM requests "
-            f"WHERE ts >= ? GROUP BY {by} ORDER BY SUM(cost_usd) DESC",
+            f"WHERE ts >= ? GROUP BY {group} ORDER BY SUM(cost_usd) DESC",
             (since,),
         ).fetchall()
     finally:
