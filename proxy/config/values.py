@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from proxy.config.healthcheck import HealthCheck
 from proxy.config.hedging import Hedge
 from proxy.config.keysource import KeySource
 from proxy.config.rules import Rule, Split
@@ -132,6 +133,8 @@ class Upstream:
     """Bedrock: the AWS access key id and optional session token (`credential` holds the secret)."""
     max_inflight: int | None = setting(None, lo=1)
     """Attempts in flight to this upstream at most; beyond it it is skipped like a busy one."""
+    health: HealthCheck | None = custom(None)
+    """`health = {...}`: an active health check (a GET on the model list); None: off."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 

@@ -30,6 +30,7 @@ from proxy.server.app import build_app
 from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.fleet import FleetSignals
 from proxy.server.governance import load_keys, open_governor, warn_if_open
+from proxy.server.healthchecks import HealthChecks
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -88,6 +89,8 @@ class GatewayServer:
         self.stop_event = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.health: HealthChecks | None = None
+        """Active health checks (`health = {...}` on upstreams), once started."""
         self.address = ""
         self.governor, self.keys_path = open_governor(path, config)
         self.governor.registry = self.balancer.registry
@@ -126,6 +129,8 @@ class GatewayServer:
             tracer=self.tracer,
         )
         await self.governor.restore()
+        self.health = HealthChecks(self.store, self.balancer.registry, self.session)
+        self.tasks.spawn(self.health.run(), name="health-checks")  # idle without `health`
         if self.fleet is not None:
             self.fleet.start(self.tasks)
         self.edge = Edge(self.store)
