@@ -45,10 +45,10 @@ def read_health(c: Reader, raw: object, path: str, dialect: str) -> HealthCheck 
         c.err(f"{path}.jitter", "must be a number from 0 to 1")
     if check.path and not check.path.startswith("/"):
         c.err(f"{path}.path", 'must start with "/"')
+    default = DEFAULT_PATHS.get(dialect)
+    if default is None:  # Bedrock: every call is SigV4-signed, and its runtime has no free GET
+        c.err(path, f'provider "{dialect}" has no free GET to probe (leave health unset)')
+        return None
     if check.path:
         return check
-    default = DEFAULT_PATHS.get(dialect)
-    if default is None:
-        c.err(path, f'provider "{dialect}" has no free GET to probe; set path = "/..."')
-        return None
     return replace(check, path=default)
