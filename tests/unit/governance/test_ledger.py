@@ -85,3 +85,33 @@ def test_old_ledger_gains_the_arm_column_and_reports_by_arm(tmp_path: Path) -> N
     ledger.close()
     got = {r["arm"]: (r["requests"], r["cost_usd"]) for r in report(path, "arm", 0.0)}
     assert got == {None: (1, 0.5), "chat-b": (2, 3.0)}
+    assert {r["ttfb_ms_avg"] for r in report(path, "arm", 0.0)} == {1.0}
+
+
+def test_latency_averages_per_group_and_merged_by_request_count() -> None:
+    from proxy.governance.ledgerquery import merged
+
+    base = {"requests": 1, "errors": 0, "tokens_in": 1, "tokens_out": 1, "tokens_cached": 0}
+    one = [
+        {
+            "arm": "x",
+            **base,
+            "cost_usd": 1.0,
+            "estimated": 0,
+            "ttfb_ms_avg": 10.0,
+            "duration_ms_avg": 20.0,
+        }
+    ]
+    three = [
+        {
+            "arm": "x",
+            **base,
+            "requests": 3,
+            "cost_usd": 1.0,
+            "estimated": 0,
+            "ttfb_ms_avg": 30.0,
+            "duration_ms_avg": 40.0,
+        }
+    ]
+    (row_,) = merged([one, three], "arm")
+    assert (row_["requests"], row_["ttfb_ms_avg"], row_["duration_ms_avg"]) == (4, 25.0, 35.0)
