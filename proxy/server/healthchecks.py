@@ -61,6 +61,18 @@ class HealthChecks:
                 await asyncio.gather(*(self.probe(up) for up in due))
             await asyncio.sleep(self.sleep_s(time.monotonic()))
 
+    def report(self, now: float) -> dict[str, dict[str, object]]:
+        """Per checked upstream: probes sent, the last result, the failed streak, next probe."""
+        return {
+            name: {
+                "probes": ps.probes,
+                "last_ok": ps.last_ok,
+                "failed_streak": ps.failures,
+                "next_in_s": round(max(ps.next_at - now, 0.0), 1),
+            }
+            for name, ps in self.states.items()
+        }
+
     def sleep_s(self, now: float) -> float:
         soonest = min((ps.next_at for ps in self.states.values()), default=now + TICK_S)
         return min(max(soonest - now, 0.01), TICK_S)

@@ -168,7 +168,14 @@ class GatewayServer:
         if admin is None or self.metrics is None or os.environ.get(WORKER_ENV, "0") != "0":
             return
         state = AdminState(
-            self.store, self.balancer, self.reloader, self.metrics, self.lag, self.recent, self.edge
+            self.store,
+            self.balancer,
+            self.reloader,
+            self.metrics,
+            self.lag,
+            self.recent,
+            self.edge,
+            self.health,
         )
         self.admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
         await self.admin_runner.setup()

@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import aiohttp
+import orjson
 import pytest
 from conftest import FakeFactory, GatewayFactory, base_config, post_chat, upstream
 
@@ -34,8 +36,20 @@ async def test_probe_ejects_then_ends_the_ejection(
         ),
         "b": upstream(b),
     }
-    gw = await gateway(base_config(ups, {"chat": {"tiers": [{"a": 1, "b": 1}]}}))
+    cfg = base_config(ups, {"chat": {"tiers": [{"a": 1, "b": 1}]}})
+    cfg["admin"] = {"listen": "127.0.0.1:0", "loopback_without_token": True}
+    gw = await gateway(cfg)
     await until(lambda: gw.stats("a").ejected_until > time.monotonic())
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gw.server.admin_address + "/admin/status") as r,
+    ):
+        doc = orjson.loads(await r.read())
+    seen = doc["upstreams"]["a"]["health_check"]
+    assert seen["last_ok"] is False and seen["failed_streak"] >= 2
+    assert doc["upstreams"]["a"]["state"] == "ejected"
+    assert "health_check" not in doc["upstreams"]["b"]
+    assert "sk-probe-secret" not in orjson.dumps(doc).decode()
     probes = [r for r in a.requests if r.method == "GET"]
     assert len(probes) >= 2 and all(r.path == "/v1/models" for r in probes)
     assert dict(probes[0].headers)["Authorization"] == "Bearer sk-probe-secret"
