@@ -42,7 +42,7 @@ async def test_rules_send_requests_to_other_routes(
         "long": {"tiers": [{"big": 1}]},
         "tools": {"tiers": [{"tool": 1}]},
     }
-    ups = {f.name: upstream(f) for f in (small, big, tool)}
+    ups: dict[str, object] = {f.name: upstream(f) for f in (small, big, tool)}
     gw = await gateway(base_config(ups, routes))
     status, headers, body = await post(gw.url, chat())
     assert (status, headers["x-gateway-upstream"]) == (200, "small")

@@ -30,7 +30,7 @@ async def test_probe_ejects_then_ends_the_ejection(
     a = await fakes("a", default=Behaviour(status=503))
     b = await fakes("b")
     check = {"every_s": 1, "failures": 2, "timeout_s": 1}
-    ups = {
+    ups: dict[str, object] = {
         "a": upstream(
             a, credential="env:PROBE_KEY", health=check, ejection={"base_s": 60, "max_s": 60}
         ),

@@ -121,7 +121,7 @@ SPLIT = {
 def test_split_is_sticky_and_follows_weights() -> None:
     config = compiled(SPLIT)
     chat = config.routes["chat"]
-    arms = Counter()
+    arms: Counter[str | None] = Counter()
     for i in range(4000):
         kv = KeyValues({"x-user": f"u{i}"}, None, None)
         got = resolve(chat, config.routes, facts(), kv, b"rid")

@@ -115,8 +115,8 @@ def test_balancer_same_session_same_upstream_and_ring_built_once() -> None:
     route = config.routes["r"]
     assert route.sticky
     picks = set()
+    kv = KeyValues({"x-session-id": "s-42"}, None, None)
     for _ in range(20):
-        kv = KeyValues({"x-session-id": "s-42"}, None, None)
         choice = balancer.choose(route, 0, [], NOW, keys=kv)
         assert choice is not None
         picks.add(choice.member.upstream.name)
