@@ -8,7 +8,9 @@ from typing import Any
 
 from proxy.config.caching import CacheSettings, RouteCache, read_route_cache
 from proxy.config.hedging import Hedge, read_hedge
+from proxy.config.keysource import KeySource, read_key_source
 from proxy.config.reader import Reader, keys_of
+from proxy.config.rules import Rule, Split, read_rules, read_split
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
 
 ROUTE_KEYS = keys_of(Route, Timeouts)
@@ -31,10 +33,14 @@ class RouteCompiler:
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
     hedges: dict[str, Hedge] = field(default_factory=dict)
     caches: dict[str, RouteCache] = field(default_factory=dict)
+    sticky: dict[str, KeySource] = field(default_factory=dict)
+    rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    splits: dict[str, Split] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
             self.first_pass(name, raw)
+        self.check_redirects()
         routes: dict[str, Route] = {}
         for name, (strategy, max_attempts, fallback) in self.meta.items():
             tiers = self.flatten(name, (name,))
@@ -48,6 +54,11 @@ class RouteCompiler:
                 fallback=fallback,
                 hedge=self.hedges.get(name),
                 cache=self.caches.get(name),
+                sticky_key=self.sticky.get(name),
+                sticky=any(t.sticky_key is not None for t in tiers),
+                rules=self.rules.get(name, ()),
+                split=self.splits.get(name),
+                redirects=name in self.rules or name in self.splits,
             )
         return routes
 
@@ -73,12 +84,12 @@ class RouteCompiler:
                     c.err(f"{path}.fallback[{i}]", f'unknown route "{target}"')
         else:
             c.err(f"{path}.fallback", "must be a list of route names")
+        self.sticky_key(name, raw, strategy)
         tiers_raw = raw.get("tiers", [])
         if not isinstance(tiers_raw, list):
             c.err(f"{path}.tiers", "must be a list of tables { upstream = weight }")
             tiers_raw = []
-        if not tiers_raw and not fallback:
-            c.err(f"{path}.tiers", "a route needs at least one tier or a fallback")
+        self.redirect(name, raw, bool(tiers_raw or fallback))
         overrides = c.present(Timeouts, raw, path)
         tiers = tuple(
             t
@@ -94,6 +105,53 @@ class RouteCompiler:
         cache = read_route_cache(c, raw.get("cache"), f"{path}.cache", self.cache)
         if cache is not None:
             self.caches[name] = cache
+
+    def redirect(self, name: str, raw: Mapping[str, object], has_tiers: bool) -> None:
+        """`rules` and `split`: read here, targets checked once every route is known."""
+        c, path = self.c, f"routes.{name}"
+        rules = read_rules(c, raw.get("rules"), f"{path}.rules")
+        if rules:
+            self.rules[name] = rules
+        split = read_split(c, raw, path)
+        if split is not None:
+            self.splits[name] = split
+            if has_tiers:
+                c.err(f"{path}.split", "a split route has no tiers or fallback of its own")
+        elif not has_tiers and "split" not in raw:
+            c.err(f"{path}.tiers", "a route needs at least one tier or a fallback")
+
+    def check_redirects(self) -> None:
+        """Every `then` and split arm names a route; following them never loops."""
+        edges: dict[str, list[str]] = {}
+        for name, rules in self.rules.items():
+            for i, rule in enumerate(rules):
+                if rule.then not in self.raw:
+                    self.c.err(f"routes.{name}.rules[{i}].then", f'unknown route "{rule.then}"')
+                edges.setdefault(name, []).append(rule.then)
+        for name, split in self.splits.items():
+            for arm, _ in split.arms:
+                if arm not in self.raw:
+                    self.c.err(f"routes.{name}.split.{arm}", f'unknown route "{arm}"')
+                edges.setdefault(name, []).append(arm)
+        done: set[str] = set()
+        for start in edges:
+            cycle = _cycle(start, edges, (start,), done)
+            if cycle is not None:
+                self.c.err(f"routes.{start}", f"rules or split loop: {' -> '.join(cycle)}")
+                return
+
+    def sticky_key(self, name: str, raw: Mapping[str, object], strategy: Strategy) -> None:
+        c, path = self.c, f"routes.{name}.sticky_key"
+        if strategy is not Strategy.STICKY:
+            if "sticky_key" in raw:
+                c.err(path, 'applies only with strategy = "sticky"')
+            return
+        if "sticky_key" not in raw:
+            c.err(path, 'is required with strategy = "sticky"')
+            return
+        sticky = read_key_source(c, raw["sticky_key"], path, ("header", "user"))
+        if sticky is not None:
+            self.sticky[name] = sticky
 
     def tier(
         self,
@@ -122,7 +180,13 @@ class RouteCompiler:
                 members.append(Member(upstream=up, weight=weight, timeouts=timeouts))
         if not members:
             return None
-        return Tier(key=f"{route}#{index}", strategy=strategy, members=tuple(members), origin=route)
+        return Tier(
+            key=f"{route}#{index}",
+            strategy=strategy,
+            members=tuple(members),
+            origin=route,
+            sticky_key=self.sticky.get(route),
+        )
 
     def flatten(self, name: str, chain: tuple[str, ...]) -> tuple[Tier, ...] | None:
         if name not in self.meta:
@@ -141,3 +205,19 @@ class RouteCompiler:
         for t in tiers:
             unique.setdefault(t.key, t)
         return tuple(unique.values())
+
+
+def _cycle(
+    name: str, edges: Mapping[str, list[str]], chain: tuple[str, ...], done: set[str]
+) -> tuple[str, ...] | None:
+    """The first loop reachable from `name` through rules and splits, or None."""
+    for target in edges.get(name, ()):
+        if target in chain:
+            return (*chain, target)
+        if target in done:
+            continue
+        found = _cycle(target, edges, (*chain, target), done)
+        if found is not None:
+            return found
+    done.add(name)
+    return None

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from proxy.config import bedrock
 from proxy.config.caching import read_settings
 from proxy.config.chains import RouteCompiler
+from proxy.config.healthcheck import read_health
 from proxy.config.presets import PRESETS, Preset
 from proxy.config.reader import Reader, keys_of
 from proxy.config.statesettings import StateSettings
@@ -228,6 +229,7 @@ class _Compiler(Reader):
             timeouts=self.read(Timeouts, raw, path, timeouts),
             ejection=self.ejection(raw, path, ejection),
             price=self.price(raw, path),
+            health=read_health(self, raw.get("health"), f"{path}.health", preset.dialect.value),
             fingerprint="",
             **given,
         )

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.config.caching import CacheSettings, RouteCache
+from proxy.config.healthcheck import HealthCheck
 from proxy.config.hedging import Hedge
+from proxy.config.keysource import KeySource
+from proxy.config.rules import Rule, Split
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
 
@@ -21,6 +24,7 @@ class Strategy(StrEnum):
     LEAST_BUSY = "least_busy"
     COST = "cost"
     CAPACITY = "capacity"
+    STICKY = "sticky"
 
 
 class Provider(StrEnum):
@@ -130,6 +134,8 @@ class Upstream:
     """Bedrock: the AWS access key id and optional session token (`credential` holds the secret)."""
     max_inflight: int | None = setting(None, lo=1)
     """Attempts in flight to this upstream at most; beyond it it is skipped like a busy one."""
+    health: HealthCheck | None = custom(None)
+    """`health = {...}`: an active health check (a GET on the model list); None: off."""
     fingerprint: str
     """Identity of what selection stats describe; stats survive a reload while it is unchanged."""
 
@@ -152,6 +158,8 @@ class Tier:
     members: tuple[Member, ...]
     origin: str
     """The route whose tiers this came from (differs from the route for fallback tiers)."""
+    sticky_key: KeySource | None = None
+    """`strategy = "sticky"`: what the ring hashes (from the origin route's `sticky_key`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +175,18 @@ class Route:
     """`hedge = {...}`: a second attempt on another upstream when the first is slow."""
     cache: RouteCache | None = custom(None)
     """`cache = { ttl_s = 300 }`: answers kept and served again; None: no cache, no cost."""
+    sticky_key: KeySource | None = custom(None)
+    """`sticky_key = "header:NAME" | "user"`: what `strategy = "sticky"` hashes."""
+    sticky: bool = False
+    """Some tier of the chain is sticky: the request's key sources are gathered (else skipped)."""
+    rules: tuple[Rule, ...] = custom(())
+    """`rules = [{ if = {...}, then = "route" }]`: context rules, first match wins."""
+    split: Split | None = custom(None)
+    """`split = { "a" = 90, "b" = 10 }`: an A/B split between two or more routes (the arms)."""
+    split_key: None = custom(None)
+    """`split_key = "key" | "user" | "header:NAME"` (read into `split.key`)."""
+    redirects: bool = False
+    """Rules or a split may send the request to another route (else one check, skipped)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

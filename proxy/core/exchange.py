@@ -20,6 +20,10 @@ class Peek:
     has_stream_options: bool
     max_tokens: int | None = None
     """`max_tokens` (or `max_completion_tokens`) when the client set one: the reservation cap."""
+    user: str | None = None
+    """The body's `user` field (sticky routing and splits may hash it)."""
+    tools: bool = False
+    """The body carries a non-empty `tools` (or legacy `functions`) list (context rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class Exchange:
     body: bytes = b""
     peek: Peek | None = None
     route: Route | None = None
+    arm: str | None = None
+    """The A/B split arm (a route name) the request fell in; None when no split was passed."""
     forward_headers: dict[str, str] = field(default_factory=dict)
     """Headers every attempt sends whatever the upstream (the allowed client headers, the id);
     a provider adds its own (credential, dialect headers) on top."""

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
     upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
     tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
-    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, cache TEXT
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, cache TEXT, arm TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
@@ -46,9 +46,17 @@ class Row(NamedTuple):
     estimated: bool
     cache: str | None = None
     """`hit` for an answer served by the response cache (cost 0), `miss`, `skip`; else None."""
+    arm: str | None = None
+    """The A/B split arm (a route name)."""
 
 
-_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * len(Row._fields))})"
+# Columns named: a migrated ledger has its added columns in the order they were added.
+_INSERT = (
+    f"INSERT INTO requests ({', '.join(Row._fields)}) "
+    f"VALUES ({', '.join('?' * len(Row._fields))})"
+)
+_ADDED = {"cache": "TEXT", "arm": "TEXT"}
+"""Columns appended since the first ledger format, and their types."""
 _STOP = object()
 
 
@@ -59,9 +67,18 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
-    if "cache" not in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}:
-        conn.execute("ALTER TABLE requests ADD COLUMN cache TEXT")  # a ledger from before the cache
+    migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older version up to the current columns (appended)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    missing = [name for name in _ADDED if name not in columns]
+    for name in missing:
+        conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_ADDED[name]}")
+    if missing:
+        conn.commit()
 
 
 class Ledger:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from proxy.governance.periods import Period, period_id, period_start
 
-GROUPS = ("key", "team", "route", "upstream")
+GROUPS = ("key", "team", "route", "upstream", "arm")
+_AVERAGES = ("ttfb_ms_avg", "duration_ms_avg")
+"""Mean TTFB and duration per group: latency per A/B arm (or upstream) next to errors and cost."""
 
 
 def spent(conn: sqlite3.Connection, now: float) -> dict[tuple[str, str], float]:
@@ -33,10 +35,13 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
         raise ValueError(f"by must be one of {', '.join(GROUPS)}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        group = by if by in columns else "NULL"  # a file from before `arm`: one group
         rows = conn.execute(
-            f"SELECT {by}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
-            "SUM(tokens_cached), SUM(cost_usd), SUM(estimated) FROM requests "
-            f"WHERE ts >= ? GROUP BY {by} ORDER BY SUM(cost_usd) DESC",
+            f"SELECT {group}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
+            "SUM(tokens_cached), SUM(cost_usd), SUM(estimated), AVG(ttfb_ms), AVG(duration_ms) "
+            "FROM requests "
+            f"WHERE ts >= ? GROUP BY {group} ORDER BY SUM(cost_usd) DESC",
             (since,),
         ).fetchall()
     finally:
@@ -51,8 +56,10 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
             "tokens_cached": int(cached or 0),
             "cost_usd": round(float(usd or 0.0), 6),
             "estimated": int(est or 0),
+            "ttfb_ms_avg": round(float(ttfb or 0.0), 2),
+            "duration_ms_avg": round(float(took or 0.0), 2),
         }
-        for name, n, errors, tin, tout, cached, usd, est in rows
+        for name, n, errors, tin, tout, cached, usd, est, ttfb, took in rows
     ]
 
 
@@ -65,8 +72,12 @@ def merged(reports: list[list[dict[str, object]]], by: str) -> list[dict[str, ob
             if have is None:
                 out[row[by]] = dict(row)
                 continue
+            n_have, n_row = int(str(have["requests"])), int(str(row["requests"]))
+            for k in _AVERAGES:  # weighted by requests, before the counts are summed
+                mean = float(str(have[k])) * n_have + float(str(row[k])) * n_row
+                have[k] = round(mean / max(n_have + n_row, 1), 2)
             for k, v in row.items():
-                if k != by:
+                if k != by and k not in _AVERAGES:
                     have[k] = (
                         round(float(str(have[k])) + float(str(v)), 6)
                         if k == "cost_usd"

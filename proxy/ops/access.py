@@ -33,6 +33,7 @@ def write(ex: Exchange) -> None:
             "model": None if peek is None else _cut(peek.model),
             "stream": ex.stream,
             "route": None if route is None else route.name,
+            "arm": ex.arm,
             "status": status,
             "error": ex.error_code,
             "upstream": ex.upstream,

@@ -18,7 +18,16 @@ DENSE_QUOTES = 8192
 against 13 ms), so a body made of many small strings is parsed whole after all."""
 
 _PEEKED = frozenset(
-    {b"model", b"stream", b"stream_options", b"max_tokens", b"max_completion_tokens"}
+    {
+        b"model",
+        b"stream",
+        b"stream_options",
+        b"max_tokens",
+        b"max_completion_tokens",
+        b"user",
+        b"tools",
+        b"functions",
+    }
 )
 
 
@@ -61,6 +70,8 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
         include_usage=include_usage,
         has_stream_options=options is not None,
         max_tokens=max_tokens,
+        user=user if isinstance(user := data.get("user"), str) else None,
+        tools=bool(data.get("tools") or data.get("functions")),
     )
     return pk, orjson.dumps(data) if repeat else body
 

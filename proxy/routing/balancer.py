@@ -11,8 +11,10 @@ from proxy.config.values import Config, Member, Price, Route, Strategy, Tier, Up
 from proxy.governance.prices import estimate_cost, price_of
 from proxy.routing.capacity import limited
 from proxy.routing.hedge_budget import HedgeBook
+from proxy.routing.ring import Ring, key_hash
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
 from proxy.routing.stats import StatsRegistry, UpstreamStats
+from proxy.routing.sticky import KeyValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +88,13 @@ class Balancer:
         tried: Collection[str],
         now: float,
         need: tuple[int, int] = NO_NEED,
+        keys: KeyValues | None = None,
     ) -> Choice | None:
-        """The next upstream to try, from tier `start_tier` on; None when no tier has one."""
+        """The next upstream to try, from tier `start_tier` on; None when no tier has one.
+        `keys`: what a `sticky` tier hashes (None: sticky tiers pick by weight)."""
         tried_set = set(tried) if tried else _NOTHING
         for ti in range(start_tier, len(route.tiers)):
-            choice = self._choose_in(route.tiers[ti], ti, tried_set, now, need)
+            choice = self._choose_in(route.tiers[ti], ti, tried_set, now, need, keys)
             if choice is not None:
                 return choice
         return None
@@ -153,7 +157,13 @@ class Balancer:
         )
 
     def _choose_in(
-        self, tier: Tier, ti: int, tried: AbstractSet[str], now: float, need: tuple[int, int]
+        self,
+        tier: Tier,
+        ti: int,
+        tried: AbstractSet[str],
+        now: float,
+        need: tuple[int, int],
+        keys: KeyValues | None = None,
     ) -> Choice | None:
         members = tier.members
         stats = [self.registry.get(m.upstream) for m in members]
@@ -171,10 +181,15 @@ class Balancer:
         ]
         if not candidates:
             return None
+        strategy = tier.strategy
+        if strategy is Strategy.STICKY and keys is not None and tier.sticky_key is not None:
+            i = self._sticky(tier, candidates, stats, keys.value(tier.sticky_key))
+            if i is not None:
+                return Choice(members[i], stats[i], ti)
+            strategy = Strategy.WEIGHTED  # no key on this request: by weight
         if len(candidates) == 1:
             i = candidates[0]
             return Choice(members[i], stats[i], ti)
-        strategy = tier.strategy
         if strategy is Strategy.COST:
             state = self.tier_state(tier)
             if state.prices is None:
@@ -188,6 +203,21 @@ class Balancer:
             ]
             i = pick_lowest(candidates, room, stats, now)
         else:
+            if strategy is Strategy.STICKY:
+                strategy = Strategy.WEIGHTED
             weights = [m.weight for m in members]
             i = pick(strategy, candidates, weights, stats, self.tier_state(tier), self.rng, now)
         return Choice(members[i], stats[i], ti)
+
+    def _sticky(
+        self, tier: Tier, candidates: list[int], stats: list[UpstreamStats], key: bytes | None
+    ) -> int | None:
+        """The ring's member for this key among the candidates (bounded loads); None: no key."""
+        if key is None:
+            return None
+        state = self.tier_state(tier)
+        ring = state.ring
+        if ring is None:
+            ring = state.ring = Ring([(m.upstream.name, m.weight) for m in tier.members])
+        inflight = [st.inflight for st in stats]
+        return ring.lookup(key_hash(key), frozenset(candidates), inflight)

@@ -16,6 +16,7 @@ from proxy.routing.attempt import Attempt
 from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
 from proxy.routing.balancer import Balancer, Choice
 from proxy.routing.send import AttemptFailed, Send
+from proxy.routing.sticky import KeyValues
 
 
 async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
@@ -26,9 +27,10 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     panicking = False
     need = request_tokens(ex)
     unfit: list[str] = []
+    keys = _key_values(ex) if route.sticky else None
     while ex.attempts < route.max_attempts:
         now = time.monotonic()
-        choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need)
+        choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need, keys)
         if choice is None and ex.snap.panic and (ex.attempts == 0 or panicking):
             choice = balancer.choose_panic(route, ex.tried, now, need)
             panicking = choice is not None
@@ -49,6 +51,11 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         if won is not None:
             return won
     raise _give_up(balancer, ex, need, bool(unfit))
+
+
+def _key_values(ex: Exchange) -> KeyValues:
+    user = ex.peek.user if ex.peek is not None else None
+    return KeyValues(ex.client_headers, user, ex.key_name)
 
 
 def _give_up(

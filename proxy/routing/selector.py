@@ -6,13 +6,14 @@ import random
 from collections.abc import Sequence
 
 from proxy.config.values import Price, Strategy, Tier
+from proxy.routing.ring import Ring
 from proxy.routing.stats import UpstreamStats
 
 
 class TierState:
     """Rotation state of one tier (smooth weighted round robin counters, round robin cursor)."""
 
-    __slots__ = ("current", "cursor", "prices", "signature", "tier")
+    __slots__ = ("current", "cursor", "prices", "ring", "signature", "tier")
 
     def __init__(self, signature: tuple[tuple[str, int], ...]) -> None:
         self.signature = signature
@@ -22,6 +23,8 @@ class TierState:
         self.cursor = 0
         self.prices: list[Price | None] | None = None
         """The members' prices (`cost` strategy), resolved once per tier object."""
+        self.ring: Ring | None = None
+        """The `sticky` strategy's hash ring, built on first use; kept while the signature is."""
 
 
 def signature(tier: Tier) -> tuple[tuple[str, int], ...]:

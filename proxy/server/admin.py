@@ -18,6 +18,7 @@ from proxy.routing.balancer import Balancer
 from proxy.server.adminauth import allowed
 from proxy.server.adminstatus import status
 from proxy.server.edge import Edge
+from proxy.server.healthchecks import HealthChecks
 from proxy.server.own import error_response
 from proxy.server.reload import Reloader
 from proxy.server.runtime import ConfigStore
@@ -42,6 +43,7 @@ class AdminState:
     lag: LoopLag
     recent: RecentTraces | None = None
     edge: Edge | None = None
+    health: HealthChecks | None = None
 
     def upstream_rows(self) -> Iterator[UpstreamRow]:
         now = time.monotonic()
@@ -108,7 +110,13 @@ async def admin_status(request: web.Request) -> web.Response:
         "sha256": st.reloader.digest,
         "last_reload": st.reloader.last or None,
     }
-    doc = status(st.store.current, st.balancer.registry, time.monotonic(), time.time(), config)
+    now = time.monotonic()
+    doc = status(st.store.current, st.balancer.registry, now, time.time(), config)
+    upstreams = doc["upstreams"]
+    if st.health is not None and isinstance(upstreams, dict):
+        for name, probe in st.health.report(now).items():
+            if name in upstreams:
+                upstreams[name]["health_check"] = probe
     return _json(200, doc)
 
 

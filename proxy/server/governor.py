@@ -84,8 +84,9 @@ class Governor:
         route = ex.route
         assert route is not None
         assert ex.peek is not None
-        if key.routes is not None and route.name not in key.routes:
-            raise denials.model_not_allowed(route.name)
+        # The route the client named: rules and splits may move it on, within what it allows.
+        if key.routes is not None and ex.peek.model not in key.routes:
+            raise denials.model_not_allowed(ex.peek.model)
         claims: list[Claim] = []
         if key.limits.any:
             claims.append(Claim(f"key:{key.name}", key.limits))
@@ -248,4 +249,5 @@ def _row(ex: Exchange, usage: Usage | None, usd: float) -> Row:
         failure=None if ex.failure is None else str(ex.failure),
         estimated=usage is not None and usage.estimated,
         cache=ex.cache,
+        arm=ex.arm,
     )

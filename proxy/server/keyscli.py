@@ -168,11 +168,12 @@ def run_usage(ns: argparse.Namespace) -> int:
         print(orjson.dumps(rows).decode())
         return 0
     head = f"{ns.by:<24} {'requests':>9} {'errors':>7} {'tokens in':>11} {'tokens out':>11} "
-    print(head + f"{'cost USD':>12}")
+    print(head + f"{'cost USD':>12} {'TTFB ms':>9} {'took ms':>9}")
     for r in rows:
         print(
             f"{r[ns.by]!s:<24} {r['requests']:>9} {r['errors']:>7} {r['tokens_in']:>11} "
-            f"{r['tokens_out']:>11} {r['cost_usd']:>12.6f}"
+            f"{r['tokens_out']:>11} {r['cost_usd']:>12.6f} {r['ttfb_ms_avg']:>9} "
+            f"{r['duration_ms_avg']:>9}"
         )
     total = sum(float(str(r["cost_usd"])) for r in rows)
     count = sum(int(str(r["requests"])) for r in rows)

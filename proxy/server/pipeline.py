@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.cache.flight import Flight
-from proxy.config.values import Endpoint
+from proxy.config.values import Endpoint, Route
 from proxy.core.dialect_errors import error_body, stream_error_maker
 from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
 from proxy.core.exchange import Exchange
@@ -29,6 +29,8 @@ from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
 from proxy.server import caching
+from proxy.routing.redirect import Facts, resolve
+from proxy.routing.sticky import KeyValues
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
@@ -164,8 +166,28 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     route = ex.snap.routes.get(pk.model)
     if route is None:
         raise model_not_found(pk.model)
+    if route.redirects:  # rules or a split: one attribute check when a route has neither
+        route = _redirect(ex, route)
     ex.route = route
     ex.forward_headers = forward_headers(ex.client_headers, ex.id)
+
+
+def _redirect(ex: Exchange, route: Route) -> Route:
+    """The route the request's context rules and A/B split send it to."""
+    pk = ex.peek
+    assert pk is not None
+    facts = Facts(
+        tokens=tokens_of(len(ex.body)),
+        tools=pk.tools,
+        stream=pk.stream,
+        team=ex.team,
+        headers=ex.client_headers,
+        body=ex.body,
+    )
+    keys = KeyValues(ex.client_headers, pk.user, ex.key_name)
+    found = resolve(route, ex.snap.routes, facts, keys, ex.id.encode())
+    ex.arm = found.arm
+    return found.route
 
 
 async def admit(gw: Gateway, ex: Exchange, key: Key | None) -> None:
@@ -319,6 +341,11 @@ def _gateway_headers(ex: Exchange, draining: bool) -> dict[str, str]:
         headers["x-gateway-hedge"] = ex.hedge
     if ex.cache is not None:
         headers[caching.HEADER] = ex.cache
+    route = ex.route
+    if route is not None and ex.peek is not None and route.name != ex.peek.model:
+        headers["x-gateway-route"] = route.name  # a context rule or split moved the request
+        if ex.arm is not None:
+            headers["x-gateway-arm"] = ex.arm
     if draining:
         headers["Connection"] = "close"
     return headers

@@ -31,6 +31,7 @@ from proxy.server.caching import open_cache
 from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.fleet import FleetSignals
 from proxy.server.governance import load_keys, open_governor, warn_if_open
+from proxy.server.healthchecks import HealthChecks
 from proxy.server.keyreload import KeyReloader
 from proxy.server.reload import Reloader
 from proxy.server.runtime import FINAL_GRACE_S, ConfigStore, Drain, Gateway
@@ -89,6 +90,8 @@ class GatewayServer:
         self.stop_event = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.health: HealthChecks | None = None
+        """Active health checks (`health = {...}` on upstreams), once started."""
         self.address = ""
         self.governor, self.keys_path = open_governor(path, config)
         self.governor.registry = self.balancer.registry
@@ -129,6 +132,8 @@ class GatewayServer:
             cache=self.cache,
         )
         await self.governor.restore()
+        self.health = HealthChecks(self.store, self.balancer.registry, self.session)
+        self.tasks.spawn(self.health.run(), name="health-checks")  # idle without `health`
         if self.fleet is not None:
             self.fleet.start(self.tasks)
         self.edge = Edge(self.store)
@@ -166,7 +171,14 @@ class GatewayServer:
         if admin is None or self.metrics is None or os.environ.get(WORKER_ENV, "0") != "0":
             return
         state = AdminState(
-            self.store, self.balancer, self.reloader, self.metrics, self.lag, self.recent, self.edge
+            self.store,
+            self.balancer,
+            self.reloader,
+            self.metrics,
+            self.lag,
+            self.recent,
+            self.edge,
+            self.health,
         )
         self.admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
         await self.admin_runner.setup()

@@ -214,7 +214,8 @@ def test_defaults_when_sections_are_missing() -> None:
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 def test_every_strategy_compiles(strategy: Strategy) -> None:
-    config = compile_data(one_route(strategy=strategy.value), {})
+    extra = {"sticky_key": "user"} if strategy is Strategy.STICKY else {}
+    config = compile_data(one_route(strategy=strategy.value, **extra), {})
     assert config.routes["r"].strategy is strategy
     assert config.routes["r"].tiers[0].strategy is strategy
 
@@ -314,7 +315,7 @@ def test_every_error_is_reported_at_once() -> None:
         "defaults.max_attempts: must be an integer >= 1",
         "upstreams.a.base_url: must be an http:// or https:// URL with a host",
         'routes.chat-fast.strategy: unknown strategy "fastest" '
-        "(weighted | round_robin | latency | least_busy | cost | capacity)",
+        "(weighted | round_robin | latency | least_busy | cost | capacity | sticky)",
         'routes.chat-fast.fallback[0]: unknown route "nowhere"',
         'routes.chat-fast.tiers[1]: unknown upstream "x"',
     ]

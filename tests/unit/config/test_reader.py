@@ -177,6 +177,7 @@ def test_the_shipped_sections_state_their_toml_keys() -> None:
         "access_key_id",
         "session_token",
         "max_inflight",
+        "health",
     }
 
 

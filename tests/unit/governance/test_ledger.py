@@ -59,3 +59,59 @@ def test_a_write_that_keeps_failing_is_counted_and_reported_once(tmp_path: Path)
     taken = ledger.take_error()
     assert taken is not None and "no such table" in taken[0] and taken[1] == 1
     assert ledger.take_error() is None
+
+
+def test_old_ledger_gains_the_arm_column_and_reports_by_arm(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE requests (ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, "
+        "team TEXT, route TEXT, upstream TEXT, endpoint TEXT, tokens_in INTEGER, "
+        "tokens_out INTEGER, tokens_cached INTEGER, cost_usd REAL NOT NULL, "
+        "status INTEGER NOT NULL, ttfb_ms REAL, duration_ms REAL, failure TEXT, "
+        "estimated INTEGER NOT NULL);"
+        "INSERT INTO requests VALUES (1.0,'r0','k',NULL,'chat','up','chat',1,1,0,0.5,200,"
+        "1.0,2.0,NULL,0);"
+    )
+    old.commit()
+    old.close()
+    assert report(path, "arm", 0.0)[0]["arm"] is None  # read-only, not yet migrated
+    ledger = Ledger(path)
+    ledger.start()
+    ledger.add(row(2.0, "k", None, 1.0)._replace(arm="chat-b"))
+    ledger.add(row(3.0, "k", None, 2.0)._replace(arm="chat-b"))
+    ledger.close()
+    got = {r["arm"]: (r["requests"], r["cost_usd"]) for r in report(path, "arm", 0.0)}
+    assert got == {None: (1, 0.5), "chat-b": (2, 3.0)}
+    assert {r["ttfb_ms_avg"] for r in report(path, "arm", 0.0)} == {1.0}
+
+
+def test_latency_averages_per_group_and_merged_by_request_count() -> None:
+    from proxy.governance.ledgerquery import merged
+
+    base = {"requests": 1, "errors": 0, "tokens_in": 1, "tokens_out": 1, "tokens_cached": 0}
+    one = [
+        {
+            "arm": "x",
+            **base,
+            "cost_usd": 1.0,
+            "estimated": 0,
+            "ttfb_ms_avg": 10.0,
+            "duration_ms_avg": 20.0,
+        }
+    ]
+    three = [
+        {
+            "arm": "x",
+            **base,
+            "requests": 3,
+            "cost_usd": 1.0,
+            "estimated": 0,
+            "ttfb_ms_avg": 30.0,
+            "duration_ms_avg": 40.0,
+        }
+    ]
+    (row_,) = merged([one, three], "arm")
+    assert (row_["requests"], row_["ttfb_ms_avg"], row_["duration_ms_avg"]) == (4, 25.0, 35.0)

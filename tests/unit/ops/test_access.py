@@ -73,6 +73,7 @@ def test_the_access_line_says_what_the_request_went_through(
         "model": "chat",
         "stream": False,
         "route": "chat",
+        "arm": None,
         "status": 200,
         "error": None,
         "upstream": "u",
