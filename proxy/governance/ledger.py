@@ -52,8 +52,7 @@ class Row(NamedTuple):
 
 # Columns named: a migrated ledger has its added columns in the order they were added.
 _INSERT = (
-    f"INSERT INTO requests ({', '.join(Row._fields)}) "
-    f"VALUES ({', '.join('?' * len(Row._fields))})"
+    f"INSERT INTO requests ({', '.join(Row._fields)}) VALUES ({', '.join('?' * len(Row._fields))})"
 )
 _ADDED = {"cache": "TEXT", "arm": "TEXT"}
 """Columns appended since the first ledger format, and their types."""

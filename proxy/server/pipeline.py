@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.cache.flight import Flight
 from proxy.config.values import Endpoint, Route
 from proxy.core.dialect_errors import error_body, stream_error_maker
-from proxy.core.errors import GatewayError, bad_request, model_not_found, too_large
+from proxy.core.errors import GatewayError, model_not_found
 from proxy.core.exchange import Exchange
 from proxy.core.failures import FailureKind
 from proxy.core.scrub import scrubbed, scrubber
@@ -28,9 +27,10 @@ from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover
 from proxy.routing.attempt import Attempt
-from proxy.server import caching
 from proxy.routing.redirect import Facts, resolve
 from proxy.routing.sticky import KeyValues
+from proxy.server import caching
+from proxy.server.bodyread import read_body
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
@@ -39,7 +39,6 @@ from proxy.server.runtime import GATEWAY, Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
 
-BUFFER_AT = 1 << 20
 """Bodies of known length above this are read into one preallocated buffer."""
 _INTERNAL = GatewayError(
     500, "Internal gateway error.", type_="server_error", code="internal_error"
@@ -70,8 +69,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
     claim = gw.bodies.claim(ex.snap.server.max_inflight_body_bytes)
     try:
-        cap = ex.snap.server.max_requests
-        if cap is not None and gw.drain.inflight > cap:
+        if (cap := ex.snap.server.max_requests) is not None and gw.drain.inflight > cap:
             raise TOO_MANY_REQUESTS
         key = gw.governor.authenticate(ex)  # virtual key, before the body is read     401
         await receive(request, ex, claim)  # body (capped), peek, route  400 / 404 / 413 / 503
@@ -152,10 +150,10 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     try:
         if request.content.is_eof():
             # The whole body is already here (the usual case for a prompt): nothing to time.
-            body = await _read_body(request, server.max_body_bytes, claim, None)
+            body = await read_body(request, server.max_body_bytes, claim, None)
         else:
             async with asyncio.timeout(server.body_timeout_s) as deadline:
-                body = await _read_body(request, server.max_body_bytes, claim, deadline)
+                body = await read_body(request, server.max_body_bytes, claim, deadline)
     except TimeoutError:
         if isinstance(request.protocol, EdgeRequestHandler):
             request.protocol.no_linger()
@@ -360,58 +358,3 @@ def _error_response(exc: GatewayError, ex: Exchange, draining: bool) -> web.Resp
     if exc is BODY_TIMEOUT:
         resp.force_close()
     return resp
-
-
-async def _read_body(
-    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout | None
-) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise too_large(limit)
-    try:
-        if length is not None:
-            claim.grow(length)  # the global bound on body memory, before reading a byte
-            if length > BUFFER_AT:
-                return await _read_into(request, length, deadline)
-        parts: list[bytes] = []
-        size = 0
-        step = request.app[GATEWAY].store.current.server.body_timeout_s
-        loop = asyncio.get_running_loop()
-        while chunk := await request.content.readany():
-            if deadline is not None:
-                deadline.reschedule(loop.time() + step)  # the timeout is between chunks
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            if length is None:
-                claim.grow(len(chunk))
-            parts.append(chunk)
-    except HttpProcessingError:
-        # A body the HTTP parser refused (bad chunk framing, short Content-Length): a 400.
-        raise bad_request("The request body is not valid HTTP framing.") from None
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout | None) -> bytes:
-    """A large body of known length, read into one buffer: no list of chunks joined at the
-    end, which would hold the body twice for a moment."""
-    buf = bytearray(length)
-    view = memoryview(buf)
-    at = 0
-    step = request.app[GATEWAY].store.current.server.body_timeout_s
-    loop = asyncio.get_running_loop()
-    while chunk := await request.content.readany():
-        if deadline is not None:
-            deadline.reschedule(loop.time() + step)
-        end = at + len(chunk)
-        if end > length:
-            raise bad_request("The request body is longer than its Content-Length.")
-        view[at:end] = chunk
-        at = end
-    if at != length:
-        raise bad_request("The request body is shorter than its Content-Length.")
-    view.release()
-    # Never written again, and bytearray reads like bytes for every consumer (find, slices,
-    # orjson, hashlib, aiohttp); converting would copy the body once more. It is not hashable:
-    # a key derived from a body is a digest, never the body itself.
-    return cast(bytes, buf)
