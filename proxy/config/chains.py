@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from proxy.config.agent import AGENT_KEYS, AgentTraffic, read_agent
 from proxy.config.hedging import Hedge, read_hedge
 from proxy.config.reader import Reader, keys_of
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
 
-ROUTE_KEYS = keys_of(Route, Timeouts)
+ROUTE_KEYS = keys_of(Route, Timeouts) | AGENT_KEYS
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class RouteCompiler:
     own: dict[str, tuple[Tier, ...]] = field(default_factory=dict)
     meta: dict[str, tuple[Strategy, int, tuple[str, ...]]] = field(default_factory=dict)
     hedges: dict[str, Hedge] = field(default_factory=dict)
+    agents: dict[str, AgentTraffic] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
@@ -43,6 +45,7 @@ class RouteCompiler:
                 max_attempts=max_attempts,
                 fallback=fallback,
                 hedge=self.hedges.get(name),
+                agent=self.agents.get(name),
             )
         return routes
 
@@ -86,6 +89,9 @@ class RouteCompiler:
         hedge = read_hedge(c, raw.get("hedge"), f"{path}.hedge")
         if hedge is not None:
             self.hedges[name] = hedge
+        agent = read_agent(c, raw, path)
+        if agent is not None:
+            self.agents[name] = agent
 
     def tier(
         self,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from proxy.config.agent import AgentTraffic
 from proxy.config.hedging import Hedge
 from proxy.config.schema import custom, setting
 from proxy.config.statesettings import StateSettings
@@ -164,6 +165,8 @@ class Route:
     fallback: tuple[str, ...] = custom()
     hedge: Hedge | None = custom(None)
     """`hedge = {...}`: a second attempt on another upstream when the first is slow."""
+    agent: AgentTraffic | None = None
+    """Keepalives, cache hygiene, prompt-cache affinity (proxy.config.agent); None: none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

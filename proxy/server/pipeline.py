@@ -229,6 +229,7 @@ async def _relay(
         stream_filter,
         progress=win.provider.progress(),
         error_event=stream_error_maker(ex.endpoint),
+        keepalive_s=agent.keepalive_s if (agent := ex.route and ex.route.agent) else None,
     )
     gw.drain.streams.add(relay)
     try:
