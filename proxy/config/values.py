@@ -80,6 +80,9 @@ class Price:
     output_per_mtok: float = setting(0.0)
     cached_input_per_mtok: float | None = setting(None)
     """Prompt tokens served from the provider's cache; None: the input price."""
+    cache_write_per_mtok: float | None = setting(None)
+    """Prompt tokens written to the provider's cache (Anthropic: 1.25x input for 5 min, 2x for
+    1 h); None: the input price."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.config.values import Config, Endpoint, Route
 from proxy.core.failures import FailureKind
@@ -30,8 +31,20 @@ class Usage:
     tokens_out: int
     tokens_cached: int = 0
     """Of tokens_in, those served from the provider's prompt cache (cheaper)."""
+    tokens_cache_write: int = 0
+    """Of tokens_in, those written to the provider's prompt cache (Anthropic, Bedrock)."""
     estimated: bool = False
     """The provider reported nothing: counted from bytes by the gateway."""
+
+    @staticmethod
+    def of_chat(u: Mapping[str, Any], cache_write: int = 0) -> Usage:
+        """From a chat usage object the gateway built itself (well typed): prompt, completion,
+        and `prompt_tokens_details.cached_tokens`."""
+        details = u.get("prompt_tokens_details")
+        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+        return Usage(
+            u.get("prompt_tokens", 0), u.get("completion_tokens", 0), cached or 0, cache_write
+        )
 
 
 @dataclass(slots=True)

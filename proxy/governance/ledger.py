@@ -18,10 +18,12 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
     upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
     tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
-    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, tokens_cache_write INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
+MIGRATIONS = (("tokens_cache_write", "ALTER TABLE requests ADD COLUMN tokens_cache_write INTEGER"),)
+"""Columns added since the first release, each added to an older ledger when it is opened."""
 
 
 class Row(NamedTuple):
@@ -44,9 +46,13 @@ class Row(NamedTuple):
     duration_ms: float
     failure: str | None
     estimated: bool
+    tokens_cache_write: int | None = None
+    """Of tokens_in, those written to the provider's prompt cache (tokens_cached: read)."""
 
 
-_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * 16)})"
+_INSERT = (
+    f"INSERT INTO requests ({', '.join(Row._fields)}) VALUES ({', '.join('?' * len(Row._fields))})"
+)
 _STOP = object()
 
 
@@ -57,6 +63,10 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    for column, sql in MIGRATIONS:
+        if column not in have:
+            conn.execute(sql)
     return conn
 
 

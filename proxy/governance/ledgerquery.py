@@ -33,9 +33,12 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
         raise ValueError(f"by must be one of {', '.join(GROUPS)}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        # A ledger not yet opened by a gateway that adds the column (read-only here).
+        written = "SUM(tokens_cache_write)" if "tokens_cache_write" in have else "0"
         rows = conn.execute(
             f"SELECT {by}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
-            "SUM(tokens_cached), SUM(cost_usd), SUM(estimated) FROM requests "
+            f"SUM(tokens_cached), {written}, SUM(cost_usd), SUM(estimated) FROM requests "
             f"WHERE ts >= ? GROUP BY {by} ORDER BY SUM(cost_usd) DESC",
             (since,),
         ).fetchall()
@@ -49,10 +52,11 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
             "tokens_in": int(tin or 0),
             "tokens_out": int(tout or 0),
             "tokens_cached": int(cached or 0),
+            "tokens_cache_write": int(wrote or 0),
             "cost_usd": round(float(usd or 0.0), 6),
             "estimated": int(est or 0),
         }
-        for name, n, errors, tin, tout, cached, usd, est in rows
+        for name, n, errors, tin, tout, cached, wrote, usd, est in rows
     ]
 
 

@@ -99,6 +99,13 @@ class Metrics:
             ("route", "key", "direction"),
             registry=r,
         )
+        self._cache_tokens = Counter(
+            "gateway_cache_tokens",
+            "Prompt tokens read from or written to the provider's prompt cache, by route, key "
+            "name, upstream and kind (read, write); part of gateway_tokens direction=in.",
+            ("route", "key", "upstream", "kind"),
+            registry=r,
+        )
         self._cost = Counter(
             "gateway_cost_usd", "Cost in USD by route and key name.", ("route", "key"), registry=r
         )
@@ -180,6 +187,10 @@ class Metrics:
             key = ex.key_name or ""
             inc(self._tokens, (route, key, "in"), usage.tokens_in)
             inc(self._tokens, (route, key, "out"), usage.tokens_out)
+            if usage.tokens_cached:
+                inc(self._cache_tokens, (route, key, upstream, "read"), usage.tokens_cached)
+            if usage.tokens_cache_write:
+                inc(self._cache_tokens, (route, key, upstream, "write"), usage.tokens_cache_write)
             if ex.cost_usd:
                 inc(self._cost, (route, key), ex.cost_usd)
 

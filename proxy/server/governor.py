@@ -229,4 +229,5 @@ def _row(ex: Exchange, usage: Usage | None, usd: float) -> Row:
         duration_ms=round((time.monotonic() - ex.started) * 1000, 2),
         failure=None if ex.failure is None else str(ex.failure),
         estimated=usage is not None and usage.estimated,
+        tokens_cache_write=None if usage is None else usage.tokens_cache_write,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,45 @@ def test_a_write_that_keeps_failing_is_counted_and_reported_once(tmp_path: Path)
     taken = ledger.take_error()
     assert taken is not None and "no such table" in taken[0] and taken[1] == 1
     assert ledger.take_error() is None
+
+
+OLD_SCHEMA = """
+CREATE TABLE requests (
+    ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
+    upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
+    tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL
+);
+"""
+
+
+def test_a_ledger_from_before_cache_writes_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    with old:
+        old.execute(
+            "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (1.0, "r0", "a", None, "chat", "up", "chat", 10, 5, 2, 0.5, 200, 1.0, 2.0, None, 0),
+        )
+    old.close()
+    # A report before any gateway opened it: no column yet, writes read as 0.
+    assert report(path, "upstream", 0)[0]["tokens_cache_write"] == 0
+    ledger = Ledger(path)
+    ledger.start()
+    ledger.add(row(2.0, "a", None, 1.0)._replace(tokens_cache_write=7))
+    ledger.close()
+    rows = report(path, "upstream", 0)
+    assert rows == [
+        {
+            "upstream": "up",
+            "requests": 2,
+            "errors": 0,
+            "tokens_in": 20,
+            "tokens_out": 10,
+            "tokens_cached": 4,
+            "tokens_cache_write": 7,
+            "cost_usd": 1.5,
+            "estimated": 0,
+        }
+    ]
