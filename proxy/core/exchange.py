@@ -84,6 +84,11 @@ class Exchange:
     forward_headers: dict[str, str] = field(default_factory=dict)
     """Headers every attempt sends whatever the upstream (the allowed client headers, the id);
     a provider adds its own (credential, dialect headers) on top."""
+    affinity_key: str | None = None
+    """Prompt-cache affinity: the conversation's key (a hash), on routes with `affinity`."""
+    affinity_ttl_s: float = 0.0
+    pinned_to: str | None = None
+    """The upstream the conversation was pinned to when the request arrived."""
     bodies: dict[object, bytes] = field(default_factory=dict)
     """Upstream bodies already built, by the provider's key (model id and options)."""
     tried: list[str] = field(default_factory=list)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from proxy.config.values import Config, Member, Price, Route, Strategy, Tier, Upstream
 from proxy.governance.prices import estimate_cost, price_of
+from proxy.routing.affinity import PinTable
 from proxy.routing.capacity import limited
 from proxy.routing.hedge_budget import HedgeBook
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
@@ -43,7 +44,7 @@ NO_NEED = (0, 0)
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "hedges", "price_table", "registry", "rng")
+    __slots__ = ("_tiers", "hedges", "pins", "price_table", "registry", "rng")
 
     def __init__(
         self,
@@ -58,6 +59,8 @@ class Balancer:
         self._tiers: dict[str, TierState] = {}
         self.hedges = HedgeBook()
         """Hedge budgets per route and recent TTFBs per upstream."""
+        self.pins = PinTable()
+        """Prompt-cache affinity: where each conversation's cache lives (routes with it)."""
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)

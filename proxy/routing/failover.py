@@ -15,6 +15,7 @@ from proxy.routing import hedge
 from proxy.routing.attempt import Attempt
 from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
 from proxy.routing.balancer import Balancer, Choice
+from proxy.routing.pinning import pinned
 from proxy.routing.send import AttemptFailed, Send
 
 
@@ -28,7 +29,11 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     unfit: list[str] = []
     while ex.attempts < route.max_attempts:
         now = time.monotonic()
-        choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need)
+        choice = None
+        if ex.affinity_key is not None and ex.attempts == 0:
+            choice = pinned(balancer, ex, now)  # prompt-cache affinity, before any strategy
+        if choice is None and not panicking:
+            choice = balancer.choose(route, tier, ex.tried, now, need)
         if choice is None and ex.snap.panic and (ex.attempts == 0 or panicking):
             choice = balancer.choose_panic(route, ex.tried, now, need)
             panicking = choice is not None

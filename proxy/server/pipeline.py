@@ -25,8 +25,9 @@ from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
 from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
-from proxy.routing import failover
+from proxy.routing import failover, pinning
 from proxy.routing.attempt import Attempt
+from proxy.server.agentprep import prepare
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
@@ -156,6 +157,8 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     if route is None:
         raise model_not_found(pk.model)
     ex.route = route
+    if route.agent is not None:
+        prepare(ex, route.agent)  # cache hygiene, affinity key
     ex.forward_headers = forward_headers(ex.client_headers, ex.id)
 
 
@@ -265,6 +268,8 @@ def settle(ex: Exchange, gw: Gateway | None = None) -> None:
         gw.metrics.record(ex, now)
         if gw.recent is not None:
             gw.recent.record(ex, now - ex.started)
+    if gw is not None and ex.affinity_key is not None:
+        pinning.settle(gw.balancer, ex)
     if ex.explain:
         logs.debug("routing_trace", request_id=ex.id, trace=explain.header(ex))
     if gw is not None and gw.tracer is not None:
