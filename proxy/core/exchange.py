@@ -87,6 +87,8 @@ class Exchange:
     affinity_key: str | None = None
     """Prompt-cache affinity: the conversation's key (a hash), on routes with `affinity`."""
     affinity_ttl_s: float = 0.0
+    affinity_strict: bool = False
+    """The key names a stored response (`previous_response_id`): only its upstream can answer."""
     pinned_to: str | None = None
     """The upstream the conversation was pinned to when the request arrived."""
     bodies: dict[object, bytes] = field(default_factory=dict)

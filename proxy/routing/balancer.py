@@ -44,7 +44,7 @@ NO_NEED = (0, 0)
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "hedges", "pins", "price_table", "registry", "rng")
+    __slots__ = ("_tiers", "hedges", "pins", "price_table", "registry", "response_pins", "rng")
 
     def __init__(
         self,
@@ -61,6 +61,8 @@ class Balancer:
         """Hedge budgets per route and recent TTFBs per upstream."""
         self.pins = PinTable()
         """Prompt-cache affinity: where each conversation's cache lives (routes with it)."""
+        self.response_pins = PinTable()
+        """Responses API: which upstream stored each response id the gateway relayed."""
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)

@@ -28,6 +28,8 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     need = request_tokens(ex)
     unfit: list[str] = []
     while ex.attempts < route.max_attempts:
+        if ex.affinity_strict and ex.pinned_to is not None and ex.attempts:
+            break  # only the upstream that stored the previous response can continue it
         now = time.monotonic()
         choice = None
         if ex.affinity_key is not None and ex.attempts == 0:

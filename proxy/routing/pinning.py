@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from proxy.core.errors import previous_response_unavailable
 from proxy.core.exchange import Exchange
 from proxy.ops import logs
+from proxy.providers.responses_ids import created_id
 from proxy.routing.affinity import settle_pin
 from proxy.routing.balancer import Balancer, Choice, busy
 
@@ -16,9 +18,10 @@ def pinned(balancer: Balancer, ex: Exchange, now: float) -> Choice | None:
     key, route = ex.affinity_key, ex.route
     assert key is not None
     assert route is not None
-    pin = balancer.pins.get(key, now)
+    table = balancer.response_pins if ex.affinity_strict else balancer.pins
+    pin = table.get(key, now)
     if pin is None:
-        return None
+        return None  # a response id the gateway did not relay: any upstream may know it
     ex.pinned_to = pin.upstream
     for ti, tier in enumerate(route.tiers):
         for m in tier.members:
@@ -35,13 +38,18 @@ def pinned(balancer: Balancer, ex: Exchange, now: float) -> Choice | None:
                 return None  # momentarily full: not a reason to move the conversation's cache
             else:
                 return Choice(m, st, ti)
-            _broken(balancer, ex, key, pin.upstream, why)
+            _broken(balancer, ex, key, pin.upstream, why, st.remaining_s(now))
             return None
-    _broken(balancer, ex, key, pin.upstream, "not_in_route")
+    _broken(balancer, ex, key, pin.upstream, "not_in_route", 0.0)
     return None
 
 
-def _broken(balancer: Balancer, ex: Exchange, key: str, upstream: str, why: str) -> None:
+def _broken(
+    balancer: Balancer, ex: Exchange, key: str, upstream: str, why: str, wait_s: float
+) -> None:
+    if ex.affinity_strict:
+        logs.event("response_home_unavailable", request_id=ex.id, upstream=upstream, reason=why)
+        raise previous_response_unavailable(why, max(wait_s, 1.0))
     balancer.pins.drop(key)
     logs.event(
         "affinity_broken", request_id=ex.id, upstream=upstream, reason=why, affinity=key[:10]
@@ -52,6 +60,8 @@ def settle(balancer: Balancer, ex: Exchange) -> None:
     """After the answer: pin a new conversation, refresh on a cache read, move after a fault."""
     key = ex.affinity_key
     assert key is not None
+    if ex.affinity_strict:
+        return  # response ids are remembered when their answer starts (`remember_response`)
     answered = ex.upstream if ex.status < 400 else None
     now = time.monotonic()
     pin = balancer.pins.get(key, now)
@@ -73,3 +83,14 @@ def settle(balancer: Balancer, ex: Exchange) -> None:
             reason=why,
             affinity=key[:10],
         )
+
+
+RESPONSE_RETENTION_S = 30 * 86400.0
+"""How long a response id is remembered: the Responses API stores a response for 30 days."""
+
+
+def remember_response(balancer: Balancer, ex: Exchange, first: bytes) -> None:
+    """A Responses answer started: remember which upstream stores the response it creates."""
+    rid, upstream = created_id(first), ex.upstream
+    if rid is not None and upstream is not None:
+        balancer.response_pins.put("r:" + rid, upstream, RESPONSE_RETENTION_S, time.monotonic())

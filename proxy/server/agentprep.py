@@ -5,6 +5,7 @@ from __future__ import annotations
 from proxy.config.agent import AgentTraffic
 from proxy.core.exchange import Exchange
 from proxy.providers.cache_hygiene import tidy
+from proxy.providers.responses_ids import previous_response_id
 from proxy.routing.affinity import affinity_key
 
 
@@ -19,3 +20,11 @@ def prepare(ex: Exchange, agent: AgentTraffic) -> None:
         if found is not None:
             ex.affinity_key = found[0]
             ex.affinity_ttl_s = agent.affinity_long_ttl_s if found[1] else agent.affinity_ttl_s
+
+
+def follow_response(ex: Exchange) -> None:
+    """A Responses request that continues a stored response goes where that response lives."""
+    previous = previous_response_id(ex.body)
+    if previous is not None:
+        ex.affinity_key = "r:" + previous
+        ex.affinity_strict = True

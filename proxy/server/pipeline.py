@@ -27,7 +27,7 @@ from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
 from proxy.routing import failover, pinning
 from proxy.routing.attempt import Attempt
-from proxy.server.agentprep import prepare
+from proxy.server.agentprep import follow_response, prepare
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
@@ -159,6 +159,8 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     ex.route = route
     if route.agent is not None:
         prepare(ex, route.agent)  # cache hygiene, affinity key
+    if ex.endpoint is Endpoint.RESPONSES:
+        follow_response(ex)  # previous_response_id: the upstream that stored it
     ex.forward_headers = forward_headers(ex.client_headers, ex.id)
 
 
@@ -198,6 +200,8 @@ async def respond(
         reply = win.reply
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
+        if ex.endpoint is Endpoint.RESPONSES and reply.status < 300:
+            pinning.remember_response(gw.balancer, ex, reply.first)
         # An upstream may echo the credential it was sent (in an error, a header): scrub it.
         scrub = scrubber(ex.snap.secrets)
         passed = passed_response_headers(reply.headers)

@@ -111,3 +111,31 @@ async def test_curl_sees_keepalive_comments_and_both_sdks_ignore_them(
             final = await stream.get_final_message()
         assert text == "thought about it"
         assert final.stop_reason == "end_turn"
+
+
+async def test_responses_follow_ups_reach_the_upstream_that_stored_them(
+    tmp_path: Path, spawn_gateway: GatewayStarter
+) -> None:
+    fakes = [FakeProvider(name=n, default=Behaviour(text="ok", chunks=1)) for n in ("x", "y")]
+    for fake in fakes:
+        await fake.start("127.0.0.1", 0)
+    try:
+        ups = {f.name: {"provider": "openai", "base_url": f.base_url, "model": "m"} for f in fakes}
+        route = {"strategy": "round_robin", "tiers": [{"x": 1, "y": 1}]}
+        path = tmp_path / "gateway.toml"
+        write_config(path, config_dict(ups, {"chat": route}))
+        url = await spawn_gateway(path).wait_ready()
+        async with openai.AsyncOpenAI(
+            base_url=url + "/v1", api_key="client", max_retries=0, timeout=10.0
+        ) as client:
+            first = await client.responses.create(model="chat", input="hi")
+            for _ in range(4):
+                res = await client.responses.create(
+                    model="chat", input="go on", previous_response_id=first.id
+                )
+                assert res.output_text == "ok"
+        counts = sorted(len(f.requests) for f in fakes)
+        assert counts == [0, 5]
+    finally:
+        for fake in fakes:
+            await fake.stop()
