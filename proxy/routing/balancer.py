@@ -12,6 +12,7 @@ from proxy.governance.prices import estimate_cost, price_of
 from proxy.routing.affinity import PinTable
 from proxy.routing.capacity import limited
 from proxy.routing.hedge_budget import HedgeBook
+from proxy.routing.pinstore import SharedPins
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
 from proxy.routing.stats import StatsRegistry, UpstreamStats
 
@@ -44,7 +45,16 @@ NO_NEED = (0, 0)
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "hedges", "pins", "price_table", "registry", "response_pins", "rng")
+    __slots__ = (
+        "_tiers",
+        "hedges",
+        "pins",
+        "price_table",
+        "registry",
+        "response_pins",
+        "rng",
+        "shared_pins",
+    )
 
     def __init__(
         self,
@@ -63,6 +73,8 @@ class Balancer:
         """Prompt-cache affinity: where each conversation's cache lives (routes with it)."""
         self.response_pins = PinTable()
         """Responses API: which upstream stored each response id the gateway relayed."""
+        self.shared_pins: SharedPins | None = None
+        """Both pin tables shared with the other instances (the Redis state backend)."""
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)

@@ -33,7 +33,7 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
         now = time.monotonic()
         choice = None
         if ex.affinity_key is not None and ex.attempts == 0:
-            choice = pinned(balancer, ex, now)  # prompt-cache affinity, before any strategy
+            choice = await pinned(balancer, ex, now)  # prompt-cache affinity, before any strategy
         if choice is None and not panicking:
             choice = balancer.choose(route, tier, ex.tried, now, need)
         if choice is None and ex.snap.panic and (ex.attempts == 0 or panicking):

@@ -11,8 +11,11 @@ from proxy.providers.responses_ids import created_id
 from proxy.routing.affinity import settle_pin
 from proxy.routing.balancer import Balancer, Choice, busy
 
+RESPONSE_RETENTION_S = 30 * 86400.0
+"""How long a response id is remembered: the Responses API stores a response for 30 days."""
 
-def pinned(balancer: Balancer, ex: Exchange, now: float) -> Choice | None:
+
+async def pinned(balancer: Balancer, ex: Exchange, now: float) -> Choice | None:
     """The conversation's pinned upstream when it can take the request; None to let the tier's
     strategy pick (no pin, or the pin is broken: why is logged and the pin dropped)."""
     key, route = ex.affinity_key, ex.route
@@ -20,6 +23,13 @@ def pinned(balancer: Balancer, ex: Exchange, now: float) -> Choice | None:
     assert route is not None
     table = balancer.response_pins if ex.affinity_strict else balancer.pins
     pin = table.get(key, now)
+    shared = balancer.shared_pins
+    if pin is None and shared is not None:
+        name = await shared.fetch(key)  # pinned by another instance
+        if name is not None:
+            ttl = RESPONSE_RETENTION_S if ex.affinity_strict else ex.affinity_ttl_s
+            table.put(key, name, ttl, now)
+            pin = table.get(key, now)
     if pin is None:
         return None  # a response id the gateway did not relay: any upstream may know it
     ex.pinned_to = pin.upstream
@@ -51,6 +61,8 @@ def _broken(
         logs.event("response_home_unavailable", request_id=ex.id, upstream=upstream, reason=why)
         raise previous_response_unavailable(why, max(wait_s, 1.0))
     balancer.pins.drop(key)
+    if balancer.shared_pins is not None:
+        balancer.shared_pins.forget(key)
     logs.event(
         "affinity_broken", request_id=ex.id, upstream=upstream, reason=why, affinity=key[:10]
     )
@@ -72,6 +84,8 @@ def settle(balancer: Balancer, ex: Exchange) -> None:
         return
     upstream, ttl = decision
     balancer.pins.put(key, upstream, ttl, now)
+    if balancer.shared_pins is not None:
+        balancer.shared_pins.push(key, upstream, ttl)
     was = ex.pinned_to
     if was is not None and was != upstream:
         why = next((k.value for name, k in ex.failed if name == was), "unavailable")
@@ -85,12 +99,10 @@ def settle(balancer: Balancer, ex: Exchange) -> None:
         )
 
 
-RESPONSE_RETENTION_S = 30 * 86400.0
-"""How long a response id is remembered: the Responses API stores a response for 30 days."""
-
-
 def remember_response(balancer: Balancer, ex: Exchange, first: bytes) -> None:
     """A Responses answer started: remember which upstream stores the response it creates."""
     rid, upstream = created_id(first), ex.upstream
     if rid is not None and upstream is not None:
         balancer.response_pins.put("r:" + rid, upstream, RESPONSE_RETENTION_S, time.monotonic())
+        if balancer.shared_pins is not None:
+            balancer.shared_pins.push("r:" + rid, upstream, RESPONSE_RETENTION_S)

@@ -8,6 +8,7 @@ import pytest
 from conftest import FakeFactory, GatewayFactory, base_config
 
 from proxy.fake.behaviour import Behaviour
+from proxy.ops import logs
 
 BOUND = aiohttp.ClientTimeout(total=10)
 
@@ -47,6 +48,7 @@ async def test_cache_reads_are_reported_and_priced(
         await r.read()
         header = r.headers.get("x-gateway-cost-usd")
     await gw.server.shutdown()  # settles and flushes the access line
+    logs.flush()
     lines = [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
     access = next(x for x in lines if x.get("event") == "access")
     assert access["tokens_in"] == 1000

@@ -9,6 +9,7 @@ from conftest import FakeFactory, GatewayFactory, base_config, upstream
 
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
+from proxy.ops import logs
 
 BOUND = aiohttp.ClientTimeout(total=10)
 SYSTEM = [
@@ -115,6 +116,7 @@ async def test_a_429_on_the_pinned_upstream_moves_the_pin_and_says_why(
     for turn in range(4, 10):
         assert await post(gw.url, turn_body("one", turn)) == 200
     assert len(moved_to[0].requests) == 7 and len(home.requests) == 4
+    logs.flush()
     lines = [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
     moved = [x for x in lines if x.get("event") == "affinity_moved"]
     assert len(moved) == 1
@@ -135,6 +137,7 @@ async def test_an_ejected_pinned_upstream_breaks_the_pin_with_its_reason(
     assert await post(gw.url, turn_body("one", 1)) == 200  # fails over; home is ejected
     capfd.readouterr()
     assert await post(gw.url, turn_body("one", 2)) == 200
+    logs.flush()
     lines = [orjson.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
     # The pin had already moved with the 503; nothing is pinned to the ejected upstream now.
     assert not [x for x in lines if x.get("event") == "affinity_broken"]
