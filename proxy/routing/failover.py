@@ -87,7 +87,7 @@ async def _send_one(
     """One attempt (raced by a hedge when the route has one): the winner, or None to go on."""
     route = ex.route
     assert route is not None
-    if route.hedge is not None and ex.hedge is None:
+    if route.hedge is not None and ex.hedge is None and not ex.affinity_strict:
         try:
             return await hedge.race(send, balancer, ex, attempt, request, need)
         except AttemptFailed:

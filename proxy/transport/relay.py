@@ -18,8 +18,6 @@ from proxy.routing.send import Reply
 
 KEEPALIVE = b": keepalive\n\n"
 """An SSE comment: every SSE client (both official SDKs) skips it."""
-_LF = 0x0A
-_BREAKS = (0x0A, 0x0D)
 
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -108,7 +106,7 @@ class StreamRelay:
         self._ka_task: asyncio.Task[None] | None = None
         self._out: web.StreamResponse | None = None
         self._wrote = now
-        self._tail = _LF
+        self._tail = b"\n\n"
 
     def abort(self, kind: FailureKind) -> None:
         """End the stream from outside (drain, watchdog): the pending read fails at once."""
@@ -182,7 +180,7 @@ class StreamRelay:
 
     async def _write_noted(self, data: bytes) -> None:
         """A write that notes when, and whether it ended between two events (keepalives on)."""
-        self._wrote, self._tail = self._loop.time(), data[-1]
+        self._wrote, self._tail = self._loop.time(), (self._tail + data[-4:])[-4:]
         out = self._out
         assert out is not None
         await out.write(data)
@@ -205,8 +203,10 @@ class StreamRelay:
 
     async def _send_keepalive(self) -> None:
         out = self._out
-        # Only between two events: a comment inside a half-written line would corrupt it.
-        if out is None or self._tail not in _BREAKS:
+        # Only between two events: inside one (even between its lines) a comment's blank line
+        # would end the event early.
+        tail = self._tail
+        if out is None or not (tail.endswith((b"\n\n", b"\r\r")) or tail == b"\r\n\r\n"):
             return
         self._wrote = self._loop.time()
         with contextlib.suppress(ConnectionError, RuntimeError):
