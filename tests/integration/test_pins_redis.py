@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import aiohttp
 import orjson
 from conftest import FakeFactory, GatewayFactory, InProcessGateway, base_config, upstream
+from redis.asyncio import Redis
 
 from proxy.fake.behaviour import Behaviour
 from proxy.fake.server import FakeProvider
@@ -69,3 +72,18 @@ async def test_a_second_instance_follows_the_pins_of_the_first(
     for _ in range(3):
         await post(two, "/v1/responses", follow)
     assert len(where.requests) == before + 3
+
+
+async def test_an_unreachable_redis_costs_affinity_not_requests() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    pins = RedisPins(client, "t:", timeout_s=0.5)
+    try:
+        assert await pins.fetch("p:abc") is None
+        pins.push("p:abc", "a", 60)
+        pins.forget("p:abc")
+        await pins.drain()  # failures are swallowed (and logged once)
+    finally:
+        await client.aclose()
