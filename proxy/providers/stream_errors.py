@@ -60,11 +60,12 @@ def _opening_error(first: bytes) -> object:
     head = first[:_HEAD].lstrip()
     while head.startswith(b":"):  # comments before the first event
         head = head[head.find(b"\n") + 1 :].lstrip() if b"\n" in head else b""
-    if not head.startswith(b"data:") or b'"error"' not in head[:64]:
-        return None
     end = head.find(b"\n")
+    line = head[: end if end > 0 else None]  # the first event only: later ones are mid-stream
+    if not line.startswith(b"data:") or b'"error"' not in line[:64]:
+        return None
     try:
-        obj = orjson.loads(head[5 : end if end > 0 else None])
+        obj = orjson.loads(line[5:])
     except orjson.JSONDecodeError:
         return {}
     if isinstance(obj, list) and obj:

@@ -83,3 +83,12 @@ def test_messages_errors_after_message_start(first: bytes, status: int | None) -
 )
 def test_openai_streams(first: bytes, status: int | None) -> None:
     assert openai_stream_status(first) == status
+
+
+def test_an_error_after_the_first_content_event_is_not_an_opening_error() -> None:
+    first = (
+        b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+        b'data: {"error":{"message":"later","code":500}}\n\n'
+    )
+    assert openai_stream_status(first) is None
+    assert google_stream_status(first) is None
