@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from proxy.config.agent import AGENT_KEYS, AgentTraffic, read_agent
 from proxy.config.caching import CacheSettings, RouteCache, read_route_cache
 from proxy.config.hedging import Hedge, read_hedge
 from proxy.config.keysource import KeySource, read_key_source
@@ -13,7 +14,7 @@ from proxy.config.reader import Reader, keys_of
 from proxy.config.rules import Rule, Split, read_rules, read_split
 from proxy.config.values import Member, Route, Strategy, Tier, Timeouts, Upstream
 
-ROUTE_KEYS = keys_of(Route, Timeouts)
+ROUTE_KEYS = keys_of(Route, Timeouts) | AGENT_KEYS
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class RouteCompiler:
     sticky: dict[str, KeySource] = field(default_factory=dict)
     rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     splits: dict[str, Split] = field(default_factory=dict)
+    agents: dict[str, AgentTraffic] = field(default_factory=dict)
 
     def run(self) -> dict[str, Route]:
         for name, raw in self.raw.items():
@@ -59,6 +61,7 @@ class RouteCompiler:
                 rules=self.rules.get(name, ()),
                 split=self.splits.get(name),
                 redirects=name in self.rules or name in self.splits,
+                agent=self.agents.get(name),
             )
         return routes
 
@@ -152,6 +155,9 @@ class RouteCompiler:
         sticky = read_key_source(c, raw["sticky_key"], path, ("header", "user"))
         if sticky is not None:
             self.sticky[name] = sticky
+        agent = read_agent(c, raw, path)
+        if agent is not None:
+            self.agents[name] = agent
 
     def tier(
         self,

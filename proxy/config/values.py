@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from proxy.config.agent import AgentTraffic
 from proxy.config.caching import CacheSettings, RouteCache
 from proxy.config.healthcheck import HealthCheck
 from proxy.config.hedging import Hedge
@@ -84,6 +85,9 @@ class Price:
     output_per_mtok: float = setting(0.0)
     cached_input_per_mtok: float | None = setting(None)
     """Prompt tokens served from the provider's cache; None: the input price."""
+    cache_write_per_mtok: float | None = setting(None)
+    """Prompt tokens written to the provider's cache (Anthropic: 1.25x input for 5 min, 2x for
+    1 h); None: the input price."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +191,8 @@ class Route:
     """`split_key = "key" | "user" | "header:NAME"` (read into `split.key`)."""
     redirects: bool = False
     """Rules or a split may send the request to another route (else one check, skipped)."""
+    agent: AgentTraffic | None = None
+    """Keepalives, cache hygiene, prompt-cache affinity (proxy.config.agent); None: none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

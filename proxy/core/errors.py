@@ -155,6 +155,29 @@ def route_drained(route: str) -> GatewayError:
     )
 
 
+def previous_response_unavailable(reason: str, retry_after_s: float) -> GatewayError:
+    """A Responses request continues a response whose upstream cannot answer it now: only that
+    upstream (and credential) holds the stored response, any other would answer 404."""
+    if reason == "not_in_route":
+        return GatewayError(
+            409,
+            "The response named by previous_response_id was created by an upstream this model "
+            "no longer routes to; start a new conversation without previous_response_id.",
+            code="previous_response_unavailable",
+            param="previous_response_id",
+            should_retry=False,
+        )
+    return GatewayError(
+        503,
+        "The response named by previous_response_id is stored by an upstream that is "
+        f"unavailable now ({reason.replace('_', ' ')}); retry later.",
+        type_="server_error",
+        code="previous_response_unavailable",
+        param="previous_response_id",
+        retry_after_s=retry_after_s,
+    )
+
+
 def too_large(limit: int) -> GatewayError:
     return GatewayError(
         413,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.config.values import Config, Endpoint, Route
 from proxy.core.failures import FailureKind
@@ -34,8 +35,20 @@ class Usage:
     tokens_out: int
     tokens_cached: int = 0
     """Of tokens_in, those served from the provider's prompt cache (cheaper)."""
+    tokens_cache_write: int = 0
+    """Of tokens_in, those written to the provider's prompt cache (Anthropic, Bedrock)."""
     estimated: bool = False
     """The provider reported nothing: counted from bytes by the gateway."""
+
+    @staticmethod
+    def of_chat(u: Mapping[str, Any], cache_write: int = 0) -> Usage:
+        """From a chat usage object the gateway built itself (well typed): prompt, completion,
+        and `prompt_tokens_details.cached_tokens`."""
+        details = u.get("prompt_tokens_details")
+        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+        return Usage(
+            u.get("prompt_tokens", 0), u.get("completion_tokens", 0), cached or 0, cache_write
+        )
 
 
 @dataclass(slots=True)
@@ -77,6 +90,13 @@ class Exchange:
     forward_headers: dict[str, str] = field(default_factory=dict)
     """Headers every attempt sends whatever the upstream (the allowed client headers, the id);
     a provider adds its own (credential, dialect headers) on top."""
+    affinity_key: str | None = None
+    """Prompt-cache affinity: the conversation's key (a hash), on routes with `affinity`."""
+    affinity_ttl_s: float = 0.0
+    affinity_strict: bool = False
+    """The key names a stored response (`previous_response_id`): only its upstream can answer."""
+    pinned_to: str | None = None
+    """The upstream the conversation was pinned to when the request arrived."""
     bodies: dict[object, bytes] = field(default_factory=dict)
     """Upstream bodies already built, by the provider's key (model id and options)."""
     tried: list[str] = field(default_factory=list)

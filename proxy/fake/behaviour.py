@@ -30,7 +30,7 @@ _FLOAT_FIELDS = (
     "drip_interval_s",
     "error_rate",
 )
-_STR_FIELDS = ("retry_after", "retry_after_ms", "text", "fault", "tool")
+_STR_FIELDS = ("retry_after", "retry_after_ms", "text", "fault", "tool", "stream_error")
 _NULLABLE = frozenset(
     {
         "error_body",
@@ -40,6 +40,7 @@ _NULLABLE = frozenset(
         "fault",
         "prompt_tokens",
         "tool",
+        "stream_error",
     }
 )
 
@@ -67,6 +68,9 @@ class Behaviour:
     """Prompt tokens reported as read from the provider's prompt cache (Anthropic dialect)."""
     tool: str | None = None
     """Answer with a call to this tool instead of text; `text` (JSON) is its arguments."""
+    stream_error: str | None = None
+    """A stream answered 200 that fails in-band before any content with this error type
+    (`overloaded_error`, `api_error`, ...): see proxy.fake.inband_errors."""
     # A fraction of requests answered with error_status instead (outage simulation);
     # the provider draws from a seeded RNG so runs are reproducible.
     error_rate: float = 0.0

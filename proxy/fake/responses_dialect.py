@@ -68,3 +68,11 @@ def answer(body: bytes, base: Reply) -> bytes | Events:
     if obj.get("stream") is True:
         return response_events(r)
     return orjson.dumps(_response(r, "completed", "".join(r.pieces)))
+
+
+def answer_request(
+    method: str, path: str, body: bytes, base: Reply, models: tuple[str, ...]
+) -> bytes | Events:
+    """`answer` with the signature of the other dialects' answer."""
+    del method, path, models
+    return answer(body, base)

@@ -23,6 +23,7 @@ from proxy.fake import responses_dialect as responses
 from proxy.fake.behaviour import DIALECTS, Behaviour
 from proxy.fake.behaviour import add_arguments as add_arguments  # the CLI's half of this module
 from proxy.fake.behaviour import behaviour_from_args as behaviour_from_args
+from proxy.fake.inband_errors import opening_error
 from proxy.fake.recorded import RecordedRequest as RecordedRequest
 from proxy.fake.timeline import Timeline
 
@@ -255,7 +256,7 @@ class FakeProvider:
             and request.method == "POST"
             and request.path.endswith("/responses")
         ):
-            answer = _responses
+            answer = responses.answer_request
         base = oai.Reply(
             rid=rid,
             model="",  # the dialect fills in the requested model
@@ -265,7 +266,10 @@ class FakeProvider:
             cached_tokens=b.cached_tokens,
             tool=b.tool,
         )
-        return answer(request.method, request.path, body, base, self.models)
+        plan = answer(request.method, request.path, body, base, self.models)
+        if b.stream_error is not None and isinstance(plan, oai.Events):
+            return oai.Events(opening_error(self.dialect, plan, b.stream_error), (), ())
+        return plan
 
     async def _stream(
         self,
@@ -340,13 +344,6 @@ class FakeProvider:
     def _ctl_reply(self, obj: dict[str, object], status: int = 200) -> web.Response:
         headers = {"Content-Type": _JSON, "x-fake-name": self.name}
         return web.Response(status=status, body=orjson.dumps(obj), headers=headers)
-
-
-def _responses(
-    method: str, path: str, body: bytes, base: oai.Reply, models: tuple[str, ...]
-) -> bytes | oai.Events:
-    del method, path, models  # the signature of the other dialects' answer
-    return responses.answer(body, base)
 
 
 async def _break(request: web.Request, ex: _Exchange, *, rst: bool) -> NoReturn:

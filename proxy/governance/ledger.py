@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
     upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
     tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
-    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, cache TEXT, arm TEXT
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL, cache TEXT, arm TEXT,
+    tokens_cache_write INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
@@ -48,13 +49,15 @@ class Row(NamedTuple):
     """`hit` for an answer served by the response cache (cost 0), `miss`, `skip`; else None."""
     arm: str | None = None
     """The A/B split arm (a route name)."""
+    tokens_cache_write: int | None = None
+    """Of tokens_in, those written to the provider's prompt cache (tokens_cached: read)."""
 
 
 # Columns named: a migrated ledger has its added columns in the order they were added.
 _INSERT = (
     f"INSERT INTO requests ({', '.join(Row._fields)}) VALUES ({', '.join('?' * len(Row._fields))})"
 )
-_ADDED = {"cache": "TEXT", "arm": "TEXT"}
+_ADDED = {"cache": "TEXT", "arm": "TEXT", "tokens_cache_write": "INTEGER"}
 """Columns appended since the first ledger format, and their types."""
 _STOP = object()
 

@@ -36,11 +36,13 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        # A ledger not yet opened by a gateway that adds the columns (read-only here).
         group = by if by in columns else "NULL"  # a file from before `arm`: one group
+        written = "SUM(tokens_cache_write)" if "tokens_cache_write" in columns else "0"
         rows = conn.execute(
             f"SELECT {group}, COUNT(*), SUM(status >= 400), SUM(tokens_in), SUM(tokens_out), "
-            "SUM(tokens_cached), SUM(cost_usd), SUM(estimated), AVG(ttfb_ms), AVG(duration_ms) "
-            "FROM requests "
+            f"SUM(tokens_cached), {written}, SUM(cost_usd), SUM(estimated), AVG(ttfb_ms), "
+            "AVG(duration_ms) FROM requests "
             f"WHERE ts >= ? GROUP BY {group} ORDER BY SUM(cost_usd) DESC",
             (since,),
         ).fetchall()
@@ -54,12 +56,13 @@ def report(path: Path, by: str, since: float) -> list[dict[str, object]]:
             "tokens_in": int(tin or 0),
             "tokens_out": int(tout or 0),
             "tokens_cached": int(cached or 0),
+            "tokens_cache_write": int(wrote or 0),
             "cost_usd": round(float(usd or 0.0), 6),
             "estimated": int(est or 0),
             "ttfb_ms_avg": round(float(ttfb or 0.0), 2),
             "duration_ms_avg": round(float(took or 0.0), 2),
         }
-        for name, n, errors, tin, tout, cached, usd, est, ttfb, took in rows
+        for name, n, errors, tin, tout, cached, wrote, usd, est, ttfb, took in rows
     ]
 
 

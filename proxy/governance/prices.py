@@ -11,18 +11,19 @@ FREE = Price()
 
 
 def table_from(data: Mapping[str, object]) -> dict[str, Price]:
-    """The shipped table's `models` (name -> [input, output, cached?]) as Price values."""
+    """The shipped table's `models` (name -> [input, output, cached?, cache write?]) as Prices."""
     models = data.get("models")
     out: dict[str, Price] = {}
     if not isinstance(models, Mapping):
         return out
     for name, row in models.items():
         if isinstance(row, list) and len(row) >= 2:
-            cached = float(row[2]) if len(row) > 2 else None
+            cached = float(row[2]) if len(row) > 2 and row[2] is not None else None
             out[name] = Price(
                 input_per_mtok=float(row[0]),
                 output_per_mtok=float(row[1]),
                 cached_input_per_mtok=cached,
+                cache_write_per_mtok=float(row[3]) if len(row) > 3 else None,
             )
     return out
 
@@ -41,16 +42,19 @@ def price_of(up: Upstream, table: Mapping[str, Price]) -> Price | None:
 
 
 def cost(usage: Usage, price: Price | None) -> float:
-    """USD for one answer; cached prompt tokens at the cached price (they are part of tokens_in)."""
+    """USD for one answer; prompt tokens read from (or written to) the provider's cache at the
+    cached (cache-write) price: both are part of tokens_in."""
     if price is None:
         return 0.0
     cached = min(usage.tokens_cached, usage.tokens_in)
-    cached_price = (
-        price.input_per_mtok if price.cached_input_per_mtok is None else price.cached_input_per_mtok
-    )
+    written = min(usage.tokens_cache_write, usage.tokens_in - cached)
+    base = price.input_per_mtok
+    cached_price = base if price.cached_input_per_mtok is None else price.cached_input_per_mtok
+    write_price = base if price.cache_write_per_mtok is None else price.cache_write_per_mtok
     return (
-        (usage.tokens_in - cached) * price.input_per_mtok
+        (usage.tokens_in - cached - written) * base
         + cached * cached_price
+        + written * write_price
         + usage.tokens_out * price.output_per_mtok
     ) / 1e6
 

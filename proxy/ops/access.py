@@ -22,35 +22,36 @@ def write(ex: Exchange) -> None:
     route = ex.route
     peek = ex.peek
     status = ex.status
-    logs.access(
-        {
-            "request_id": ex.id,
-            "method": "POST",
-            "path": _cut(ex.path),
-            "client": ex.client,
-            "user_agent": _cut(ex.client_headers.get("User-Agent")),
-            "endpoint": ex.endpoint.value,
-            "model": None if peek is None else _cut(peek.model),
-            "stream": ex.stream,
-            "route": None if route is None else route.name,
-            "arm": ex.arm,
-            "status": status,
-            "error": ex.error_code,
-            "upstream": ex.upstream,
-            "attempts": ex.attempts,
-            "hedge": ex.hedge,
-            "cache": ex.cache,
-            "failure": ex.failure,
-            "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 2),
-            "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
-            "tokens_in": None if usage is None else usage.tokens_in,
-            "tokens_out": None if usage is None else usage.tokens_out,
-            "key": ex.key_name,
-            "team": ex.team,
-            "cost_usd": ex.cost_usd,
-        },
-        warning=status >= 500 or (status == 200 and ex.error_code is not None),
-    )
+    line: dict[str, object] = {
+        "request_id": ex.id,
+        "method": "POST",
+        "path": _cut(ex.path),
+        "client": ex.client,
+        "user_agent": _cut(ex.client_headers.get("User-Agent")),
+        "endpoint": ex.endpoint.value,
+        "model": None if peek is None else _cut(peek.model),
+        "stream": ex.stream,
+        "route": None if route is None else route.name,
+        "arm": ex.arm,
+        "status": status,
+        "error": ex.error_code,
+        "upstream": ex.upstream,
+        "attempts": ex.attempts,
+        "hedge": ex.hedge,
+        "cache": ex.cache,
+        "failure": ex.failure,
+        "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 2),
+        "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
+        "tokens_in": None if usage is None else usage.tokens_in,
+        "tokens_out": None if usage is None else usage.tokens_out,
+        "key": ex.key_name,
+        "team": ex.team,
+        "cost_usd": ex.cost_usd,
+    }
+    if usage is not None and (usage.tokens_cached or usage.tokens_cache_write):
+        line["tokens_cache_read"] = usage.tokens_cached  # both part of tokens_in
+        line["tokens_cache_write"] = usage.tokens_cache_write
+    logs.access(line, warning=status >= 500 or (status == 200 and ex.error_code is not None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from proxy.core.exchange import Exchange
+from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind
 
 TTFB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
@@ -97,6 +97,13 @@ class Metrics:
             "gateway_tokens",
             "Tokens by route, virtual key name and direction (in, out).",
             ("route", "key", "direction"),
+            registry=r,
+        )
+        self._cache_tokens = Counter(
+            "gateway_cache_tokens",
+            "Prompt tokens read from or written to the provider's prompt cache, by route, key "
+            "name, upstream and kind (read, write); part of gateway_tokens direction=in.",
+            ("route", "key", "upstream", "kind"),
             registry=r,
         )
         self._cost = Counter(
@@ -185,11 +192,20 @@ class Metrics:
             inc(self._cache, (route, ex.cache))
         usage = ex.usage
         if usage is not None and route and ex.cache != "hit":  # a hit used no upstream tokens
-            key = ex.key_name or ""
-            inc(self._tokens, (route, key, "in"), usage.tokens_in)
-            inc(self._tokens, (route, key, "out"), usage.tokens_out)
-            if ex.cost_usd:
-                inc(self._cost, (route, key), ex.cost_usd)
+            self._count_usage(ex, usage, route, upstream)
+
+    def _count_usage(self, ex: Exchange, usage: Usage, route: str, upstream: str) -> None:
+        """Tokens (prompt-cache reads and writes apart) and cost of an upstream's answer."""
+        inc = self._inc
+        key = ex.key_name or ""
+        inc(self._tokens, (route, key, "in"), usage.tokens_in)
+        inc(self._tokens, (route, key, "out"), usage.tokens_out)
+        if usage.tokens_cached:
+            inc(self._cache_tokens, (route, key, upstream, "read"), usage.tokens_cached)
+        if usage.tokens_cache_write:
+            inc(self._cache_tokens, (route, key, upstream, "write"), usage.tokens_cache_write)
+        if ex.cost_usd:
+            inc(self._cost, (route, key), ex.cost_usd)
 
     def exposition(self) -> bytes:
         self.flush()

@@ -11,7 +11,7 @@ from proxy.providers.anthropic_stream import ChatFromMessages
 from proxy.providers.anthropic_usage import MessagesUsageObserver
 from proxy.providers.base import Progress, StreamFilter, UpstreamRequest
 from proxy.providers.openai_body import rewrite_model
-from proxy.providers.sse_progress import DataProgress
+from proxy.providers.sse_progress import DataProgress, OpeningProgress
 from proxy.providers.stream_errors import messages_stream_status
 
 PATHS = {
@@ -60,7 +60,7 @@ class Anthropic:
             headers,
             body,
             ex.snap.server.max_response_bytes,
-            DataProgress() if ex.stream else None,
+            OpeningProgress() if ex.stream else None,  # errors before content fail over
         )
 
     def progress(self) -> Progress | None:

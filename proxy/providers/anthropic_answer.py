@@ -46,14 +46,21 @@ def openai_usage(usage: object) -> dict[str, Any] | None:
     }
 
 
+def messages_usage(usage: object) -> Usage | None:
+    """Usage from a Messages `usage` object: cache reads and writes are part of tokens_in."""
+    u = openai_usage(usage)
+    if u is None or not isinstance(usage, dict):
+        return None
+    return Usage.of_chat(u, _int(usage, "cache_creation_input_tokens"))
+
+
 def usage_of(body: bytes) -> Usage | None:
     """Usage of a whole Messages answer."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    u = openai_usage(obj.get("usage")) if isinstance(obj, dict) else None
-    return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+    return messages_usage(obj.get("usage")) if isinstance(obj, dict) else None
 
 
 def to_chat(body: bytes) -> bytes:

@@ -9,7 +9,7 @@ import orjson
 
 from proxy.core.errors import stream_error_event
 from proxy.core.exchange import Usage
-from proxy.providers.anthropic_answer import finish_reason, openai_usage
+from proxy.providers.anthropic_answer import finish_reason, messages_usage, openai_usage
 from proxy.providers.sse import SSEParser
 
 DONE = b"data: [DONE]\n\n"
@@ -51,8 +51,7 @@ class ChatFromMessages:
 
     @property
     def usage(self) -> Usage | None:
-        u = openai_usage(self._usage) if self._usage else None
-        return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+        return messages_usage(self._usage) if self._usage else None
 
     def chunk(self, data: bytes) -> bytes:
         if self._done:

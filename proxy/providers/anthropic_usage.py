@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from proxy.core.exchange import Usage
-from proxy.providers.anthropic_answer import openai_usage
+from proxy.providers.anthropic_answer import messages_usage
 from proxy.providers.sse import SSEParser
 
 
@@ -24,8 +24,7 @@ class MessagesUsageObserver:
 
     @property
     def usage(self) -> Usage | None:
-        u = openai_usage(self._usage) if self._usage else None
-        return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+        return messages_usage(self._usage) if self._usage else None
 
     def chunk(self, data: bytes) -> bytes:
         for ev in self._parser.feed(data):

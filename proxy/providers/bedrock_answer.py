@@ -50,8 +50,15 @@ def usage_of(body: bytes) -> Usage | None:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    u = openai_usage(obj.get("usage")) if isinstance(obj, dict) else None
-    return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+    return converse_usage(obj.get("usage")) if isinstance(obj, dict) else None
+
+
+def converse_usage(usage: object) -> Usage | None:
+    """Usage from a Converse `usage` object: cache reads and writes are part of tokens_in."""
+    u = openai_usage(usage)
+    if u is None or not isinstance(usage, dict):
+        return None
+    return Usage.of_chat(u, _int(usage, "cacheWriteInputTokens"))
 
 
 def tool_call(use: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import orjson
 
 from proxy.core.errors import stream_error_event
 from proxy.core.exchange import Usage
-from proxy.providers.bedrock_answer import finish_reason, openai_usage
+from proxy.providers.bedrock_answer import converse_usage, finish_reason, openai_usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -30,6 +30,7 @@ class ChatFromConverse:
         "_finished",
         "_include_usage",
         "_model",
+        "_seen",
         "_started",
         "_tool_of_block",
         "_tools",
@@ -47,13 +48,13 @@ class ChatFromConverse:
         self._tools = 0
         self._tool_of_block: dict[int, int] = {}
         self._usage: dict[str, Any] | None = None
+        self._seen: Usage | None = None
         self._done = False
         self._finished = False
 
     @property
     def usage(self) -> Usage | None:
-        u = self._usage
-        return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+        return self._seen
 
     def chunk(self, data: bytes) -> bytes:
         if self._done:
@@ -122,6 +123,7 @@ class ChatFromConverse:
             self._finished = True
         elif event == "metadata":
             self._usage = openai_usage(obj.get("usage"))
+            self._seen = converse_usage(obj.get("usage"))
             if self._include_usage and self._usage is not None:
                 out.append(self._frame([], self._usage))
             out.append(DONE)

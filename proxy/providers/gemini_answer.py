@@ -64,7 +64,7 @@ def usage_of(body: bytes) -> Usage | None:
     except orjson.JSONDecodeError:
         return None
     u = openai_usage(obj.get("usageMetadata")) if isinstance(obj, dict) else None
-    return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+    return None if u is None else Usage.of_chat(u)
 
 
 def calls_of(parts: list[Any], response_id: str, first: int) -> list[dict[str, Any]]:

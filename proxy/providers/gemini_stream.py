@@ -50,7 +50,7 @@ class ChatFromGemini:
     @property
     def usage(self) -> Usage | None:
         u = self._usage
-        return None if u is None else Usage(u["prompt_tokens"], u["completion_tokens"])
+        return None if u is None else Usage.of_chat(u)
 
     def chunk(self, data: bytes) -> bytes:
         out: list[bytes] = []

@@ -55,7 +55,7 @@ class MessagesFromChat:
         u = self._usage
         if u is None:
             return None
-        return Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
+        return Usage.of_chat(u)
 
     def chunk(self, data: bytes) -> bytes:
         out: list[bytes] = []

@@ -13,6 +13,7 @@ from proxy.providers.openai_body import ask_for_usage, rewrite_model
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
 from proxy.providers.responses_usage import ResponsesUsageObserver
 from proxy.providers.sse_progress import DataProgress
+from proxy.providers.stream_errors import openai_stream_status
 from proxy.providers.tool_ids import shorten_tool_ids
 
 PATHS = {
@@ -66,7 +67,7 @@ class OpenAI:
         return classify_status(status)
 
     def stream_status(self, first: bytes) -> int | None:
-        return None
+        return openai_stream_status(first)
 
     def usage(self, body: bytes) -> Usage | None:
         return from_body(body)

@@ -41,4 +41,6 @@ class ResponsesUsageObserver:
             return
         tin, tout = usage.get("input_tokens"), usage.get("output_tokens")
         if isinstance(tin, int) and isinstance(tout, int):
-            self.usage = Usage(tin, tout)
+            details = usage.get("input_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+            self.usage = Usage(tin, tout, cached if isinstance(cached, int) and cached > 0 else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 _D = 0x64  # b"d": the first byte of a `data` field line, the only line that carries an answer
 _START, _DATA, _OTHER = 0, 1, 2
 _BREAKS = (0x0A, 0x0D)
@@ -38,3 +40,31 @@ class DataProgress:
         elif state == _START:
             self._state = _DATA if head == _D else _OTHER
         return seen
+
+
+_CONTENT = re.compile(rb"(?:^|\n)event: ?(?:content_block_\w+|error|message_delta|message_stop)")
+_END = re.compile(rb"\r?\n\r?\n")
+
+
+class OpeningProgress:
+    """For the sender of a Messages stream: progress only once the first content event (or an
+    error event) has come whole, so the events before it (`message_start`, pings) are held
+    with it and an error among them can still fail over. Bounded by the sender's byte cap and
+    its time-to-first-byte deadline."""
+
+    __slots__ = ("_at", "_seen")
+
+    def __init__(self) -> None:
+        self._seen = bytearray()
+        self._at = -1
+
+    def feed(self, chunk: bytes) -> bool:
+        seen = self._seen
+        start = max(0, len(seen) - 40)  # an event name cut by the edge of the last chunk
+        seen += chunk
+        if self._at < 0:
+            m = _CONTENT.search(seen, start)
+            if m is None:
+                return False
+            self._at = m.end()
+        return _END.search(seen, self._at) is not None

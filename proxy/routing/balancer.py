@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from proxy.config.values import Config, Member, Price, Route, Strategy, Tier, Upstream
 from proxy.governance.prices import estimate_cost, price_of
+from proxy.routing.affinity import PinTable
 from proxy.routing.capacity import limited
 from proxy.routing.hedge_budget import HedgeBook
+from proxy.routing.pinstore import SharedPins
 from proxy.routing.ring import Ring, key_hash
 from proxy.routing.selector import TierState, pick, pick_lowest, signature
 from proxy.routing.stats import StatsRegistry, UpstreamStats
@@ -45,7 +47,16 @@ NO_NEED = (0, 0)
 class Balancer:
     """Selection state of one process: stats registry, per-tier rotation, seeded RNG."""
 
-    __slots__ = ("_tiers", "hedges", "price_table", "registry", "rng")
+    __slots__ = (
+        "_tiers",
+        "hedges",
+        "pins",
+        "price_table",
+        "registry",
+        "response_pins",
+        "rng",
+        "shared_pins",
+    )
 
     def __init__(
         self,
@@ -60,6 +71,12 @@ class Balancer:
         self._tiers: dict[str, TierState] = {}
         self.hedges = HedgeBook()
         """Hedge budgets per route and recent TTFBs per upstream."""
+        self.pins = PinTable()
+        """Prompt-cache affinity: where each conversation's cache lives (routes with it)."""
+        self.response_pins = PinTable()
+        """Responses API: which upstream stored each response id the gateway relayed."""
+        self.shared_pins: SharedPins | None = None
+        """Both pin tables shared with the other instances (the Redis state backend)."""
 
     def tier_state(self, tier: Tier) -> TierState:
         state = self._tiers.get(tier.key)

@@ -15,6 +15,7 @@ from proxy.routing import hedge
 from proxy.routing.attempt import Attempt
 from proxy.routing.backoff import fits_deadline, may_retry_same, retry_delay_s
 from proxy.routing.balancer import Balancer, Choice
+from proxy.routing.pinning import pinned
 from proxy.routing.send import AttemptFailed, Send
 from proxy.routing.sticky import KeyValues
 
@@ -29,8 +30,14 @@ async def run(send: Send, balancer: Balancer, ex: Exchange) -> Attempt:
     unfit: list[str] = []
     keys = _key_values(ex) if route.sticky else None
     while ex.attempts < route.max_attempts:
+        if ex.affinity_strict and ex.pinned_to is not None and ex.attempts:
+            break  # only the upstream that stored the previous response can continue it
         now = time.monotonic()
-        choice = None if panicking else balancer.choose(route, tier, ex.tried, now, need, keys)
+        choice = None
+        if ex.affinity_key is not None and ex.attempts == 0:
+            choice = await pinned(balancer, ex, now)  # prompt-cache affinity, before any strategy
+        if choice is None and not panicking:
+            choice = balancer.choose(route, tier, ex.tried, now, need, keys)
         if choice is None and ex.snap.panic and (ex.attempts == 0 or panicking):
             choice = balancer.choose_panic(route, ex.tried, now, need)
             panicking = choice is not None
@@ -87,7 +94,7 @@ async def _send_one(
     """One attempt (raced by a hedge when the route has one): the winner, or None to go on."""
     route = ex.route
     assert route is not None
-    if route.hedge is not None and ex.hedge is None:
+    if route.hedge is not None and ex.hedge is None and not ex.affinity_strict:
         try:
             return await hedge.race(send, balancer, ex, attempt, request, need)
         except AttemptFailed:

@@ -250,4 +250,5 @@ def _row(ex: Exchange, usage: Usage | None, usd: float) -> Row:
         estimated=usage is not None and usage.estimated,
         cache=ex.cache,
         arm=ex.arm,
+        tokens_cache_write=None if usage is None else usage.tokens_cache_write,
     )

@@ -25,11 +25,12 @@ from proxy.governance.estimate import tokens_of
 from proxy.governance.limits import Key
 from proxy.ops import access, explain, logs
 from proxy.providers.openai_body import peek_body
-from proxy.routing import failover
+from proxy.routing import failover, pinning
 from proxy.routing.attempt import Attempt
 from proxy.routing.redirect import Facts, resolve
 from proxy.routing.sticky import KeyValues
 from proxy.server import caching
+from proxy.server.agentprep import follow_response, prepare
 from proxy.server.bodyread import read_body
 from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
@@ -167,6 +168,10 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
     if route.redirects:  # rules or a split: one attribute check when a route has neither
         route = _redirect(ex, route)
     ex.route = route
+    if route.agent is not None:
+        prepare(ex, route.agent)  # cache hygiene, affinity key
+    if ex.endpoint is Endpoint.RESPONSES:
+        follow_response(ex)  # previous_response_id: the upstream that stored it
     ex.forward_headers = forward_headers(ex.client_headers, ex.id)
 
 
@@ -245,6 +250,8 @@ async def respond(
         reply = win.reply
         assert reply is not None
         headers = _gateway_headers(ex, gw.drain.draining)
+        if ex.endpoint is Endpoint.RESPONSES and reply.status < 300:
+            pinning.remember_response(gw.balancer, ex, reply.first)
         # An upstream may echo the credential it was sent (in an error, a header): scrub it.
         secrets = ex.snap.secrets  # none configured: no scrubber lookup at all
         scrub = scrubber(secrets) if secrets else None
@@ -283,6 +290,7 @@ async def _relay(
         stream_filter,
         progress=win.provider.progress(),
         error_event=stream_error_maker(ex.endpoint),
+        keepalive_s=agent.keepalive_s if (agent := ex.route and ex.route.agent) else None,
     )
     gw.drain.streams.add(relay)
     try:
@@ -323,6 +331,8 @@ def settle(ex: Exchange, gw: Gateway | None = None) -> None:
         gw.metrics.record(ex, now)
         if gw.recent is not None:
             gw.recent.record(ex, now - ex.started)
+    if gw is not None and ex.affinity_key is not None:
+        pinning.settle(gw.balancer, ex)
     if ex.explain:
         logs.debug("routing_trace", request_id=ex.id, trace=explain.header(ex))
     if gw is not None and gw.tracer is not None:

@@ -39,6 +39,8 @@ from proxy.server.sdnotify import Notifier, keep_watchdog_fed
 from proxy.server.startup import listen_error
 from proxy.server.supervisor import LISTEN_ENV, WORKER_ENV, Supervisor
 from proxy.server.tasks import Tasks
+from proxy.state.pins import RedisPins
+from proxy.state.shared import SharedState
 from proxy.transport.forward import HTTPSender, new_session
 
 PR_SET_PDEATHSIG = 1
@@ -95,6 +97,10 @@ class GatewayServer:
         self.address = ""
         self.governor, self.keys_path = open_governor(path, config)
         self.governor.registry = self.balancer.registry
+        if isinstance(self.governor.state, SharedState):  # affinity pins shared over Redis too
+            st = config.state
+            remote = self.governor.state.remote
+            self.balancer.shared_pins = RedisPins(remote.client, remote.prefix, st.timeout_s)
         self.key_reloader = KeyReloader(self.keys_path, self.governor)
         self.metrics = Metrics() if config.admin is not None else None
         self.lag = LoopLag()

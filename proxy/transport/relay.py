@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -14,6 +15,9 @@ from proxy.core.errors import stream_error_event
 from proxy.core.failures import FailureKind
 from proxy.providers.base import Progress, StreamFilter
 from proxy.routing.send import Reply
+
+KEEPALIVE = b": keepalive\n\n"
+"""An SSE comment: every SSE client (both official SDKs) skips it."""
 
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -67,9 +71,15 @@ class StreamRelay:
         "_filter",
         "_handle",
         "_idle_s",
+        "_ka_handle",
+        "_ka_task",
+        "_keepalive_s",
         "_last",
         "_loop",
+        "_out",
         "_progress",
+        "_tail",
+        "_wrote",
         "events",
         "failure",
         "upstream",
@@ -82,6 +92,7 @@ class StreamRelay:
         stream_filter: StreamFilter,
         progress: Progress | None = None,
         error_event: StreamErrorMaker = stream_error_event,
+        keepalive_s: float | None = None,
     ) -> None:
         self.upstream = upstream
         self._error_event = error_event
@@ -98,6 +109,12 @@ class StreamRelay:
         self._last = now
         self._deadline_at = now + timeouts.total_s if timeouts.total_s else None
         self._handle: asyncio.TimerHandle | None = None
+        self._keepalive_s = keepalive_s
+        self._ka_handle: asyncio.TimerHandle | None = None
+        self._ka_task: asyncio.Task[None] | None = None
+        self._out: Sink | None = None
+        self._wrote = now
+        self._tail = b"\n\n"
 
     def abort(self, kind: FailureKind) -> None:
         """End the stream from outside (drain, watchdog): the pending read fails at once."""
@@ -108,11 +125,12 @@ class StreamRelay:
     async def run(self, out: Sink) -> None:
         self._arm()
         filt = self._filter.chunk
+        write = self._writer(out)
         try:
             self.events = self.upstream.first.count(b"data:")
             data = filt(self.upstream.first)
             if data:
-                await out.write(data)
+                await write(data)
             read = self.upstream.read
             progress = self._progress
             while True:
@@ -129,7 +147,8 @@ class StreamRelay:
                 self.events += chunk.count(b"data:")
                 data = filt(chunk)
                 if data:
-                    await out.write(data)
+                    await write(data)
+            self._out = None
             rest = self._filter.end()
             if rest:
                 await out.write(rest)
@@ -138,8 +157,11 @@ class StreamRelay:
                 await out.write(self._error_event(message, "server_error", code))
             await out.write_eof()
         finally:
+            self._out = None
             if self._handle is not None:
                 self._handle.cancel()
+            if self._ka_handle is not None:
+                self._ka_handle.cancel()
 
     def _arm(self) -> None:
         at = self._last + self._idle_s
@@ -155,3 +177,45 @@ class StreamRelay:
             self.abort(FailureKind.IDLE_TIMEOUT)
         else:
             self._arm()
+
+    def _writer(self, out: Sink) -> Callable[[bytes], Awaitable[None]]:
+        """How chunks go out: straight, or noted for keepalives (their timer armed here)."""
+        if self._keepalive_s is None:
+            return out.write
+        self._out = out
+        self._arm_keepalive(self._wrote)
+        return self._write_noted
+
+    async def _write_noted(self, data: bytes) -> None:
+        """A write that notes when, and whether it ended between two events (keepalives on)."""
+        self._wrote, self._tail = self._loop.time(), (self._tail + data[-4:])[-4:]
+        out = self._out
+        assert out is not None
+        await out.write(data)
+
+    def _arm_keepalive(self, at: float) -> None:
+        assert self._keepalive_s is not None
+        self._ka_handle = self._loop.call_at(at + self._keepalive_s, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Silent for a whole interval: one comment goes out (from a task; writes are async)."""
+        assert self._keepalive_s is not None
+        now = self._loop.time()
+        if now - self._wrote >= self._keepalive_s and self._out is not None:
+            task = self._ka_task
+            if task is None or task.done():
+                self._ka_task = self._loop.create_task(self._send_keepalive(), name="keepalive")
+            self._arm_keepalive(now)
+        elif self._out is not None:
+            self._arm_keepalive(self._wrote)
+
+    async def _send_keepalive(self) -> None:
+        out = self._out
+        # Only between two events: inside one (even between its lines) a comment's blank line
+        # would end the event early.
+        tail = self._tail
+        if out is None or not (tail.endswith((b"\n\n", b"\r\r")) or tail == b"\r\n\r\n"):
+            return
+        self._wrote = self._loop.time()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await out.write(KEEPALIVE)  # a gone client is seen by the relay's own next write

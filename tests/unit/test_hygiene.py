@@ -20,6 +20,7 @@ PURE_MODULES = {
     "governance/periods.py",
     "governance/prices.py",
     "governance/windows.py",
+    "routing/affinity.py",
     "routing/backoff.py",
     "routing/balancer.py",
     "routing/capacity.py",

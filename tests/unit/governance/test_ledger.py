@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,47 @@ def test_latency_averages_per_group_and_merged_by_request_count() -> None:
     ]
     (row_,) = merged([one, three], "arm")
     assert (row_["requests"], row_["ttfb_ms_avg"], row_["duration_ms_avg"]) == (4, 25.0, 35.0)
+
+
+OLD_SCHEMA = """
+CREATE TABLE requests (
+    ts REAL NOT NULL, request_id TEXT NOT NULL, key TEXT, team TEXT, route TEXT,
+    upstream TEXT, endpoint TEXT, tokens_in INTEGER, tokens_out INTEGER,
+    tokens_cached INTEGER, cost_usd REAL NOT NULL, status INTEGER NOT NULL, ttfb_ms REAL,
+    duration_ms REAL, failure TEXT, estimated INTEGER NOT NULL
+);
+"""
+
+
+def test_a_ledger_from_before_cache_writes_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    with old:
+        old.execute(
+            "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (1.0, "r0", "a", None, "chat", "up", "chat", 10, 5, 2, 0.5, 200, 1.0, 2.0, None, 0),
+        )
+    old.close()
+    # A report before any gateway opened it: no column yet, writes read as 0.
+    assert report(path, "upstream", 0)[0]["tokens_cache_write"] == 0
+    ledger = Ledger(path)
+    ledger.start()
+    ledger.add(row(2.0, "a", None, 1.0)._replace(tokens_cache_write=7))
+    ledger.close()
+    rows = report(path, "upstream", 0)
+    assert len(rows) == 1
+    assert (
+        rows[0].items()
+        >= {
+            "upstream": "up",
+            "requests": 2,
+            "errors": 0,
+            "tokens_in": 20,
+            "tokens_out": 10,
+            "tokens_cached": 4,
+            "tokens_cache_write": 7,
+            "cost_usd": 1.5,
+            "estimated": 0,
+        }.items()
+    )

@@ -7,7 +7,7 @@ import pytest
 from proxy.config.compiler import compile_data
 from proxy.config.values import Price, Upstream
 from proxy.core.exchange import Usage
-from proxy.governance.prices import cost, estimate_cost, price_of
+from proxy.governance.prices import cost, estimate_cost, price_of, table_from
 from proxy.governance.pricetable import retrieved, shipped
 
 
@@ -51,3 +51,23 @@ def test_cost_with_cached_tokens() -> None:
     assert cost(u, no_cached_price) == pytest.approx(0.15 + 0.60)
     assert cost(u, None) == 0.0
     assert estimate_cost(1000, 1000, p) == pytest.approx(0.00075)
+
+
+def test_cache_writes_cost_the_cache_write_price() -> None:
+    price = Price(
+        input_per_mtok=3.0,
+        output_per_mtok=15.0,
+        cached_input_per_mtok=0.3,
+        cache_write_per_mtok=3.75,
+    )
+    u = Usage(tokens_in=1_000_000, tokens_out=0, tokens_cached=500_000, tokens_cache_write=200_000)
+    # 300k fresh at 3.00, 500k read at 0.30, 200k written at 3.75
+    assert cost(u, price) == pytest.approx(0.9 + 0.15 + 0.75)
+    # Without a cache-write price, written tokens cost the input price.
+    assert cost(u, Price(input_per_mtok=3.0, output_per_mtok=15.0)) == pytest.approx(3.0)
+
+
+def test_table_rows_may_carry_a_cache_write_price() -> None:
+    table = table_from({"models": {"m": [3.0, 15.0, 0.3, 3.75], "n": [1.0, 2.0]}})
+    assert table["m"].cache_write_per_mtok == 3.75
+    assert table["n"].cache_write_per_mtok is None and table["n"].cached_input_per_mtok is None

@@ -123,3 +123,18 @@ def test_drained_is_a_health_state() -> None:
     st = UpstreamStats("a", "fp", Ejection())
     st.drained = True
     assert st.health(0.0) is Health.DRAINED and not st.available(0.0)
+
+
+def test_cache_tokens_by_route_key_and_upstream() -> None:
+    ex = exchange()
+    ex.attempts, ex.upstream, ex.status = 1, "a", 200
+    ex.usage = Usage(tokens_in=100, tokens_out=5, tokens_cached=60, tokens_cache_write=30)
+    ex.key_name = "team-a"
+    m = Metrics()
+    m.record(ex, time.monotonic())
+    ex.usage = Usage(tokens_in=100, tokens_out=5)  # no cache use: no cache series touched
+    m.record(ex, time.monotonic())
+    s = scrape(m)
+    base = {"route": "chat", "key": "team-a", "upstream": "a"}
+    assert s[("gateway_cache_tokens_total", frozenset({**base, "kind": "read"}.items()))] == 60
+    assert s[("gateway_cache_tokens_total", frozenset({**base, "kind": "write"}.items()))] == 30

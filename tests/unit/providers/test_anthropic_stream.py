@@ -100,13 +100,13 @@ def test_stream_text_tools_finish_and_usage() -> None:
         "total_tokens": 1648,
         "prompt_tokens_details": {"cached_tokens": 1200},
     }
-    assert usage == Usage(1610, 38)
+    assert usage == Usage(1610, 38, tokens_cached=1200)
 
 
 def test_usage_chunk_only_when_asked() -> None:
     out, usage = translate([TRANSCRIPT], include_usage=False)
     assert all(c == b"[DONE]" or c["choices"] for c in events(out))
-    assert usage == Usage(1610, 38)
+    assert usage == Usage(1610, 38, tokens_cached=1200)
 
 
 def test_mid_stream_error_event_ends_in_openai_shape() -> None:
@@ -172,7 +172,7 @@ def test_whole_answer_as_chat_completion() -> None:
     assert orjson.loads(call["function"]["arguments"]) == {"city": "Oslo"}
     assert out["usage"]["prompt_tokens"] == 1615
     assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 1200}
-    assert usage_of(orjson.dumps(MESSAGE)) == Usage(1615, 38)
+    assert usage_of(orjson.dumps(MESSAGE)) == Usage(1615, 38, 1200, tokens_cache_write=5)
 
 
 def test_stop_reasons_map_to_finish_reasons() -> None:
@@ -205,7 +205,7 @@ def test_a_stream_ending_after_its_finish_without_message_stop_still_ends_cleanl
     cut = TRANSCRIPT[: TRANSCRIPT.index(b"event: message_stop")]
     out, usage = translate([cut])
     assert events(out)[-1] == b"[DONE]"
-    assert usage == Usage(1610, 38)
+    assert usage == Usage(1610, 38, tokens_cached=1200)
     broken = TRANSCRIPT[: TRANSCRIPT.index(b"event: message_delta")]
     out, _ = translate([broken])
     assert b"[DONE]" not in out  # broke before the finish: the relay ends it with an error

@@ -118,7 +118,7 @@ def test_answer_usage_and_errors() -> None:
     assert out["usage"]["prompt_tokens"] == 8 and out["usage"]["prompt_tokens_details"] == {
         "cached_tokens": 3
     }
-    assert usage_of(orjson.dumps(answer)) == Usage(8, 2)
+    assert usage_of(orjson.dumps(answer)) == Usage(8, 2, tokens_cached=3)
     assert (
         orjson.loads(error_to_openai(b'{"message":"Too many requests"}'))["error"]["message"]
         == "Too many requests"

@@ -138,7 +138,7 @@ def test_whole_answer_as_chat() -> None:
     assert orjson.loads(call["function"]["arguments"]) == {"city": "Oslo"}
     assert out["usage"]["prompt_tokens"] == 52 and out["usage"]["completion_tokens"] == 47
     assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 10}
-    assert usage_of(orjson.dumps(ANSWER)) == Usage(52, 47)
+    assert usage_of(orjson.dumps(ANSWER)) == Usage(52, 47, tokens_cached=10)
 
 
 @pytest.mark.parametrize(

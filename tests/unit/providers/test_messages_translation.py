@@ -283,7 +283,7 @@ def test_pass_through_observer_keeps_bytes_and_reads_usage(points: list[int]) ->
     obs = MessagesUsageObserver()
     out = b"".join(obs.chunk(p) for p in cut(MESSAGES_STREAM, points))
     assert out == MESSAGES_STREAM
-    assert obs.usage == Usage(25, 9)
+    assert obs.usage == Usage(25, 9, tokens_cached=5)
 
 
 def test_token_estimate_counts_text_not_structure() -> None:

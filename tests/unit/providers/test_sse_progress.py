@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.providers.openai import OpenAI
-from proxy.providers.sse_progress import DataProgress
+from proxy.providers.sse_progress import DataProgress, OpeningProgress
 
 EVENT = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
 
@@ -85,3 +85,32 @@ def test_data_after_comments_is_seen_however_the_stream_is_split(
         at = cut
     # Progress is first reported by the chunk holding the first byte of the data line.
     assert seen_at is not None and seen_at > len(head)
+
+
+OPENING = (
+    b'event: message_start\ndata: {"type":"message_start"}\n\n',
+    b'event: ping\ndata: {"type":"ping"}\n\n',
+    b'event: content_block_start\ndata: {"type":"content_block_start"}\n\n',
+)
+
+
+def test_opening_progress_waits_for_the_first_whole_content_event() -> None:
+    p = OpeningProgress()
+    assert [p.feed(c) for c in OPENING] == [False, False, True]
+
+
+def test_opening_progress_counts_an_error_event() -> None:
+    p = OpeningProgress()
+    assert not p.feed(OPENING[0])
+    assert not p.feed(b"event: error\ndata: {")
+    assert p.feed(b'"type":"error"}\n\n')
+
+
+@given(st.data())
+def test_opening_progress_is_the_same_whatever_the_chunk_edges(data: st.DataObject) -> None:
+    whole = b"".join(OPENING)
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(whole) - 1), max_size=8, unique=True)))
+    parts = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+    p = OpeningProgress()
+    seen = [p.feed(part) for part in parts]
+    assert seen[-1] and not any(seen[:-1])
