@@ -108,6 +108,9 @@ class RouteCompiler:
         cache = read_route_cache(c, raw.get("cache"), f"{path}.cache", self.cache)
         if cache is not None:
             self.caches[name] = cache
+        agent = read_agent(c, raw, path)
+        if agent is not None:
+            self.agents[name] = agent
 
     def redirect(self, name: str, raw: Mapping[str, object], has_tiers: bool) -> None:
         """`rules` and `split`: read here, targets checked once every route is known."""
@@ -155,9 +158,6 @@ class RouteCompiler:
         sticky = read_key_source(c, raw["sticky_key"], path, ("header", "user"))
         if sticky is not None:
             self.sticky[name] = sticky
-        agent = read_agent(c, raw, path)
-        if agent is not None:
-            self.agents[name] = agent
 
     def tier(
         self,
