@@ -42,6 +42,7 @@ from proxy.server.tasks import Tasks
 from proxy.state.pins import RedisPins
 from proxy.state.shared import SharedState
 from proxy.transport.forward import HTTPSender, new_session
+from proxy.transport.pool import Pool
 
 PR_SET_PDEATHSIG = 1
 
@@ -92,6 +93,8 @@ class GatewayServer:
         self.stop_event = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.pool: Pool | None = None
+        """Keep-alive connections to upstreams for proxied requests."""
         self.health: HealthChecks | None = None
         """Active health checks (`health = {...}` on upstreams), once started."""
         self.address = ""
@@ -126,10 +129,11 @@ class GatewayServer:
             logs.warning("pure_python_http_parser", hint="unset AIOHTTP_NO_EXTENSIONS")
         server = self.store.current.server
         self.session = new_session()
+        self.pool = Pool(keepalive_s=60.0)
         gw = Gateway(
             store=self.store,
             balancer=self.balancer,
-            send=HTTPSender(self.session),
+            send=HTTPSender(self.pool),
             drain=self.drain,
             governor=self.governor,
             metrics=self.metrics,
@@ -261,6 +265,9 @@ class GatewayServer:
         if self.session is not None:
             await self.session.close()
             self.session = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
         logs.flush()
 
     async def shutdown(self) -> None:
