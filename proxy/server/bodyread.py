@@ -10,16 +10,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.core.errors import bad_request, too_large
 from proxy.server.inflightbodies import BodyClaim
-from proxy.server.runtime import GATEWAY
 
 BUFFER_AT = 1 << 20
 """Bodies of a known length above this are read into one preallocated buffer."""
 
 
 async def read_body(
-    request: web.Request, limit: int, claim: BodyClaim, deadline: asyncio.Timeout | None
+    request: web.BaseRequest,
+    limit: int,
+    claim: BodyClaim,
+    deadline: asyncio.Timeout | None,
+    step: float = 0.0,
 ) -> bytes:
-    """The whole body: 413 beyond `limit`, 400 on bad framing; counted against the claim."""
+    """The whole body: 413 beyond `limit`, 400 on bad framing; counted against the claim.
+    With a `deadline`, each chunk moves it `step` seconds on."""
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
@@ -27,10 +31,9 @@ async def read_body(
         if length is not None:
             claim.grow(length)  # the global bound on body memory, before reading a byte
             if length > BUFFER_AT:
-                return await _read_into(request, length, deadline)
+                return await _read_into(request, length, deadline, step)
         parts: list[bytes] = []
         size = 0
-        step = request.app[GATEWAY].store.current.server.body_timeout_s
         loop = asyncio.get_running_loop()
         while chunk := await request.content.readany():
             if deadline is not None:
@@ -47,13 +50,14 @@ async def read_body(
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _read_into(request: web.Request, length: int, deadline: asyncio.Timeout | None) -> bytes:
+async def _read_into(
+    request: web.BaseRequest, length: int, deadline: asyncio.Timeout | None, step: float
+) -> bytes:
     """A large body of known length, read into one buffer: no list of chunks joined at the
     end, which would hold the body twice for a moment."""
     buf = bytearray(length)
     view = memoryview(buf)
     at = 0
-    step = request.app[GATEWAY].store.current.server.body_timeout_s
     loop = asyncio.get_running_loop()
     while chunk := await request.content.readany():
         if deadline is not None:

@@ -211,7 +211,7 @@ def as_body(entry: Entry) -> bytes | None:
 
 
 async def answer(
-    request: web.Request, ex: Exchange, entry: Entry, headers: dict[str, str]
+    request: web.BaseRequest, ex: Exchange, entry: Entry, headers: dict[str, str]
 ) -> web.StreamResponse | None:
     """A stored answer in the form this client asked for; None when it cannot be converted."""
     if ex.stream:
@@ -235,7 +235,7 @@ async def answer(
 
 
 async def follow(
-    request: web.Request, ex: Exchange, flight: Flight, headers: dict[str, str]
+    request: web.BaseRequest, ex: Exchange, flight: Flight, headers: dict[str, str]
 ) -> web.StreamResponse | None:
     """The answer of an identical request in flight: a stream fanned out chunk by chunk as the
     leader relays it, else its whole answer once done. None: it failed before a byte reached

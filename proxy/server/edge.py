@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.core.errors import GatewayError
 from proxy.ops import logs
-from proxy.server.httperrors import GatewayRequestHandler, GatewayRunner
+from proxy.server.httperrors import GatewayRequestHandler
 from proxy.server.runtime import ConfigStore
+
+if TYPE_CHECKING:
+    from proxy.server.app import Dispatch  # app imports the pipeline, which imports this
 
 HEADER_TIMEOUT = GatewayError(
     408,
@@ -159,16 +163,20 @@ class _EdgeServer(web.Server):
         return handler
 
 
-class EdgeRunner(GatewayRunner):
-    """The public listener's runner: the gateway's error answers plus the edge limits."""
+class EdgeRunner(web.ServerRunner):
+    """The public listener's runner: aiohttp's low-level server (no `Application`) with the
+    gateway's connection handler (error answers, edge limits)."""
 
-    def __init__(self, app: web.Application, edge: Edge, **kwargs: object) -> None:
-        super().__init__(app, **kwargs)  # type: ignore[arg-type]
-        self._edge = edge
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _EdgeServer
-        assert isinstance(server, _EdgeServer)
-        server.edge = self._edge
-        return server
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        edge: Edge,
+        *,
+        shutdown_timeout: float,
+        handler_cancellation: bool,
+        **handler_args: Any,
+    ) -> None:
+        server = _EdgeServer(dispatch, handler_cancellation=handler_cancellation, **handler_args)
+        server.edge = edge
+        super().__init__(server, shutdown_timeout=shutdown_timeout)
+        self.gateway = dispatch.gateway

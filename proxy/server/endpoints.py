@@ -10,13 +10,15 @@ from aiohttp import web
 
 from proxy.core.errors import model_not_found
 from proxy.routing.health_report import selectable, upstream_states
-from proxy.server.runtime import GATEWAY
+from proxy.server.runtime import Gateway
+
+MODEL_PREFIX = "/v1/models/"
+"""`GET /v1/models/{id}`: the id is the rest of the (decoded) path."""
 
 
-async def models(request: web.Request) -> web.Response:
+async def models(request: web.BaseRequest, gw: Gateway) -> web.Response:
     """`GET /v1/models`: the routes as the OpenAI model list; with keys, only those the
     caller's key may use."""
-    gw = request.app[GATEWAY]
     key = gw.governor.key_of(request.headers, time.time())
     created = int(time.time())
     data = [
@@ -27,12 +29,11 @@ async def models(request: web.Request) -> web.Response:
     return _json(200, {"object": "list", "data": data})
 
 
-async def model(request: web.Request) -> web.Response:
+async def model(request: web.BaseRequest, gw: Gateway) -> web.Response:
     """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): one route, or 404 model_not_found
     (also for a route the caller's key may not use: its existence is not disclosed)."""
-    gw = request.app[GATEWAY]
     key = gw.governor.key_of(request.headers, time.time())
-    name = request.match_info["model"]
+    name = request.path[len(MODEL_PREFIX) :]
     allowed = key is None or key.routes is None or name in key.routes
     if name not in gw.store.current.routes or not allowed:
         raise model_not_found(name)
@@ -43,19 +44,18 @@ def _model(name: str, created: int) -> dict[str, object]:
     return {"id": name, "object": "model", "created": created, "owned_by": "llm-gateway"}
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(request: web.BaseRequest, gw: Gateway) -> web.Response:
     """Liveness: the process answers. 503 while draining so load balancers move away."""
-    if request.app[GATEWAY].drain.draining:
+    if gw.drain.draining:
         return _json(503, {"status": "draining"})
     return _json(200, {"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: web.BaseRequest, gw: Gateway) -> web.Response:
     """Readiness: a config is loaded and at least one upstream is selectable.
 
     Everyone learns ready or not; who may see each upstream's state is `[server] readyz_detail`.
     """
-    gw = request.app[GATEWAY]
     if gw.drain.draining:
         return _json(503, {"status": "draining"})
     snap = gw.store.current

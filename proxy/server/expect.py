@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from proxy.core.errors import GatewayError
-from proxy.server.runtime import GATEWAY
+from proxy.server.runtime import Gateway
 
 _UNKNOWN = GatewayError(
     417,
@@ -15,7 +15,7 @@ _UNKNOWN = GatewayError(
 )
 
 
-async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+async def expect_continue(request: web.BaseRequest, gw: Gateway) -> web.StreamResponse | None:
     """Invite the body with "100 Continue" only when it is within `max_body_mb`.
 
     A larger announced body gets no invitation: the handler then answers 413 from the headers
@@ -29,7 +29,7 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
         resp.force_close()
         return resp
     length = request.content_length
-    if length is not None and length > request.app[GATEWAY].store.current.server.max_body_bytes:
+    if length is not None and length > gw.store.current.server.max_body_bytes:
         return None
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the interim answer is not part of the response

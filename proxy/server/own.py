@@ -10,13 +10,14 @@ from aiohttp import web
 
 from proxy.core.errors import GatewayError
 from proxy.ops.access import PlainAnswer, write_plain
-from proxy.server.runtime import GATEWAY
+from proxy.server.runtime import Gateway
 from proxy.transport.headers import valid_request_id
 
 ERROR_CODE = web.ResponseKey("error_code", str)
 """The `code` of an error answer, kept on the response for the access line."""
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+OwnHandler = Callable[[web.BaseRequest, Gateway], Awaitable[web.StreamResponse]]
 
 
 def error_response(err: GatewayError, **headers: str) -> web.Response:
@@ -29,15 +30,14 @@ def error_response(err: GatewayError, **headers: str) -> web.Response:
     return resp
 
 
-def own(handler: Handler, endpoint: str | None, *, logged: bool = True) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
+def own(handler: OwnHandler, gw: Gateway, endpoint: str | None, *, logged: bool = True) -> Handler:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
-        gw = request.app[GATEWAY]
         rid = request.headers.get("x-request-id")
         if rid is None or not valid_request_id(rid):
             rid = gw.new_request_id()
         try:
-            resp = await handler(request)
+            resp = await handler(request, gw)
         except GatewayError as err:
             resp = error_response(err)
         resp.headers["x-request-id"] = rid

@@ -36,7 +36,7 @@ from proxy.server.candidates import EXPLAIN_HEADER, considered, explain_allowed
 from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
 from proxy.server.inflightbodies import BodyClaim
-from proxy.server.runtime import GATEWAY, Gateway
+from proxy.server.runtime import Gateway
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
 
@@ -54,17 +54,16 @@ _SHUTTING_DOWN = GatewayError(
 
 
 def proxy_handler(
-    endpoint: Endpoint,
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await run(request, endpoint)
+    endpoint: Endpoint, gw: Gateway
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return await run(request, gw, endpoint)
 
     return handle
 
 
-async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+async def run(request: web.BaseRequest, gw: Gateway, endpoint: Endpoint) -> web.StreamResponse:
     """One client request, as a timeline."""
-    gw = request.app[GATEWAY]
     ex = _open(request, gw, endpoint)
     gw.drain.enter()
     receiving = gw.drain.start_receiving()  # SIGTERM closes it until the body is in
@@ -124,7 +123,7 @@ async def run(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             settle(ex, gw)
 
 
-def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
+def _open(request: web.BaseRequest, gw: Gateway, endpoint: Endpoint) -> Exchange:
     rid = request.headers.get("x-request-id")
     if rid is None or not valid_request_id(rid):
         rid = gw.new_request_id()
@@ -145,7 +144,7 @@ def _open(request: web.Request, gw: Gateway, endpoint: Endpoint) -> Exchange:
     return ex
 
 
-async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
+async def receive(request: web.BaseRequest, ex: Exchange, claim: BodyClaim) -> None:
     """Read the body within the snapshot's caps, peek at what routing needs, find the route."""
     server = ex.snap.server
     try:
@@ -154,7 +153,9 @@ async def receive(request: web.Request, ex: Exchange, claim: BodyClaim) -> None:
             body = await read_body(request, server.max_body_bytes, claim, None)
         else:
             async with asyncio.timeout(server.body_timeout_s) as deadline:
-                body = await read_body(request, server.max_body_bytes, claim, deadline)
+                body = await read_body(
+                    request, server.max_body_bytes, claim, deadline, server.body_timeout_s
+                )
     except TimeoutError:
         if isinstance(request.protocol, EdgeRequestHandler):
             request.protocol.no_linger()
@@ -198,7 +199,7 @@ async def admit(gw: Gateway, ex: Exchange, key: Key | None) -> None:
     await gw.governor.admit(ex, key)
 
 
-async def lookup(request: web.Request, gw: Gateway, ex: Exchange) -> web.StreamResponse | None:
+async def lookup(request: web.BaseRequest, gw: Gateway, ex: Exchange) -> web.StreamResponse | None:
     """An answer already known for this exact request, or being fetched by an identical one
     (the response cache); None: ask upstream. A route without `cache` costs one check."""
     route = ex.route
@@ -243,7 +244,7 @@ async def choose_and_send(gw: Gateway, ex: Exchange) -> Attempt:
 
 
 async def respond(
-    request: web.Request, gw: Gateway, ex: Exchange, win: Attempt
+    request: web.BaseRequest, gw: Gateway, ex: Exchange, win: Attempt
 ) -> web.StreamResponse:
     """Answer with the winning attempt: a whole body, or a relayed stream (after the commit)."""
     with win:
@@ -277,7 +278,7 @@ async def respond(
 
 
 async def _relay(
-    request: web.Request, gw: Gateway, ex: Exchange, win: Attempt, headers: dict[str, str]
+    request: web.BaseRequest, gw: Gateway, ex: Exchange, win: Attempt, headers: dict[str, str]
 ) -> web.StreamResponse:
     reply = win.reply
     assert reply is not None

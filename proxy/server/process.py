@@ -26,7 +26,7 @@ from proxy.ops.tracing import Tracer, TracingUnavailable
 from proxy.routing.balancer import Balancer
 from proxy.routing.stats import StatsRegistry
 from proxy.server.admin import AdminState, build_admin_app
-from proxy.server.app import build_app
+from proxy.server.app import Dispatch
 from proxy.server.caching import open_cache
 from proxy.server.edge import Edge, EdgeRunner
 from proxy.server.fleet import FleetSignals
@@ -91,7 +91,7 @@ class GatewayServer:
         self.drain = Drain()
         self.sock = sock
         self.stop_event = asyncio.Event()
-        self.runner: web.AppRunner | None = None
+        self.runner: EdgeRunner | None = None
         self.session: aiohttp.ClientSession | None = None
         self.pool: Pool | None = None
         """Keep-alive connections to upstreams for proxied requests."""
@@ -148,12 +148,15 @@ class GatewayServer:
             self.fleet.start(self.tasks)
         self.edge = Edge(self.store)
         self.runner = EdgeRunner(
-            build_app(gw),
+            Dispatch(gw),
             self.edge,
-            keepalive_timeout=server.keepalive_timeout_s,
-            handler_cancellation=True,
-            access_log=None,
             shutdown_timeout=FINAL_GRACE_S,
+            handler_cancellation=True,
+            keepalive_timeout=server.keepalive_timeout_s,
+            access_log=None,
+            # Bodies are read by the handler against the live snapshot's limit, not aiohttp's.
+            max_field_size=16384,
+            max_headers=server.max_headers,
         )
         await self.runner.setup()
         site: web.BaseSite

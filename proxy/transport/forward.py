@@ -136,8 +136,9 @@ class HTTPSender:
                     reply.ttfb_s = time.monotonic() - started
                     return reply
                 reply.ttfb_s = time.monotonic() - started
-                # One deadline object for the whole attempt: the body gets the idle allowance.
-                deadline.reschedule(asyncio.get_running_loop().time() + t.idle_s)
+                if not reply._payload.is_eof():  # a small answer is whole by now: no timer moves
+                    # One deadline object for the whole attempt: the body gets the idle allowance.
+                    deadline.reschedule(asyncio.get_running_loop().time() + t.idle_s)
                 phase = _BODY
                 if ok:
                     reply.first = await _whole(reply, request.max_response_bytes)

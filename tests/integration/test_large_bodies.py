@@ -10,7 +10,6 @@ import orjson
 from conftest import FakeFactory, GatewayFactory, InProcessGateway, base_config, upstream
 
 from proxy.fake.behaviour import Behaviour
-from proxy.server.runtime import GATEWAY
 
 MIB = 2**20
 
@@ -56,7 +55,7 @@ def gw_bodies_held(gw: InProcessGateway) -> int:
     """Request-body bytes the gateway counts as held right now."""
     runner = gw.server.runner
     assert runner is not None
-    return runner.app[GATEWAY].bodies.held
+    return runner.gateway.bodies.held
 
 
 async def test_large_bodies_beyond_the_inflight_bound_get_503_small_ones_pass(

@@ -12,7 +12,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from proxy.config.values import Tracing
 from proxy.fake.behaviour import Behaviour
 from proxy.ops.tracing import Tracer
-from proxy.server.runtime import GATEWAY
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -28,7 +27,7 @@ async def test_request_and_attempt_spans(fakes: FakeFactory, gateway: GatewayFac
     gw = await gateway(cfg)
     assert gw.server.runner is not None
     memory = InMemorySpanExporter()
-    gw.server.runner.app[GATEWAY].tracer = Tracer(Tracing(service_name="gw-test"), memory)
+    gw.server.runner.gateway.tracer = Tracer(Tracing(service_name="gw-test"), memory)
     headers = {"traceparent": f"00-{CLIENT_TRACE}-b7ad6b7169203331-01"}
     async with (
         aiohttp.ClientSession() as s,
