@@ -48,7 +48,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--key",
         action="store_true",
-        help="load runs with a virtual key (limits and budgets) on every gateway request",
+        help="load runs with a virtual key (limits and budgets) on every gateway request "
+        "(the load rounds; the phases run without)",
     )
     args = p.parse_args()
     named = [ph for ph in PHASES if getattr(args, ph)]

@@ -112,26 +112,25 @@ def report_growth(runs: Growth, args: argparse.Namespace) -> dict[str, object]:
             f"{f['bare_peak_mib']:>10.1f}{f['gateway_peak_mib']:>13.1f}{reqs:>16}"
             f"{f['errors']:>8.0f}"
         )
-    mib = [n / 2**20 for _, n in BODIES]
-    body_loads = [f"JSON body {label}" for label, _ in BODIES]
-    chunk_loads = [f"stream {n:,} chunks" for n in STREAMS]
+    kinds = (
+        ("us per extra MiB of body", [n / 2**20 for _, n in BODIES], [x for x, _ in BODIES],
+         [f"JSON body {label}" for label, _ in BODIES]),
+        ("us per extra chunk", [float(n) for n in STREAMS], [f"{n:,}" for n in STREAMS],
+         [f"stream {n:,} chunks" for n in STREAMS]),
+    )  # fmt: skip
     slopes: dict[str, dict[str, float]] = {}
-    for kind, xs, loads in (
-        ("body", mib, body_loads),
-        ("chunk", [*map(float, STREAMS)], chunk_loads),
-    ):
-        s = {n: slope(xs, [stats[x][f"{n}_us"] for x in loads]) for n in TWO}
-        last = {
-            n: (stats[loads[-1]][f"{n}_us"] - stats[loads[-2]][f"{n}_us"]) / (xs[-1] - xs[-2])
-            for n in TWO
-        }
-        slopes[kind] = {**s, **{f"{n}_last": v for n, v in last.items()}}
-    print("  slope (least squares over the rows; in brackets: between the two largest rows)")
-    for kind, unit in (("body", "us per extra MiB of body"), ("chunk", "us per extra chunk")):
-        s = slopes[kind]
-        print(
-            f"    {unit:26} bare {s['bare']:9,.2f} ({s['bare_last']:,.2f})   gateway "
-            f"{s['gateway']:9,.2f} ({s['gateway_last']:,.2f})   ratio "
-            f"{s['gateway'] / s['bare'] if s['bare'] else float('nan'):.2f}"
-        )
+    print(f"  {'slope':36}{'bare':>10}{'gateway':>10}{'ratio':>7}  (linear: segments alike)")
+    for unit, xs, names, loads in kinds:
+        print(f"  {unit}")
+        rows = [("least squares over the rows", 0, len(xs) - 1)]
+        rows += [(f"{names[k]} -> {names[k + 1]}", k, k + 1) for k in range(len(xs) - 1)]
+        for label, a, b in rows:
+            if label.startswith("least"):
+                fit = {n: slope(xs, [stats[x][f"{n}_us"] for x in loads]) for n in TWO}
+            else:
+                ys = {n: [stats[loads[k]][f"{n}_us"] for k in (a, b)] for n in TWO}
+                fit = {n: (ys[n][1] - ys[n][0]) / (xs[b] - xs[a]) for n in TWO}
+            ratio = fit["gateway"] / fit["bare"] if fit["bare"] else float("nan")
+            slopes[f"{unit}: {label}"] = {**fit, "ratio": ratio}
+            print(f"    {label:34}{fit['bare']:>10,.2f}{fit['gateway']:>10,.2f}{ratio:>7.2f}")
     return {"loads": stats, "slopes": slopes}
