@@ -321,8 +321,8 @@ def run_phases(procs: Procs, args: argparse.Namespace, doc: dict[str, object], t
     if "workers_compare" in args.phases:
         note("workers: 1 and 2 ...")
         doc["workers"] = report_workers(run_workers(procs, args), args)
-    if args.phases and not args.core:
-        print("\nErrors (every wrk run and the bench's clients):")
+    if args.phases:
+        print("\nErrors (every wrk run and the bench's clients, the phases included):")
         print("\n".join(f"  {k}: {v}" for k, v in sorted(ERRORS.items())))
         print(f"  zero errors: {'NO' if any(ERRORS.values()) else 'yes'}")
     print(f"\n(bench took {time.monotonic() - t0:.0f} s)")
