@@ -2,6 +2,9 @@
 
 Fake upstream, scripts/bare_proxy.py and `gateway serve` run pinned to CPU 0, wrk and this
 script's clients on CPU 1; targets are restarted and interleaved every round (see --help).
+The phases live in their own modules: bench_growth (bodies and stream lengths), bench_streams
+(memory per in-flight stream), bench_wait (waits on the request path, a slow log reader) and
+bench_workers (one worker beside two).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from pathlib import Path
 import aiohttp
 import orjson
 import uvloop
+from bench_args import parse_args
+from bench_growth import report_growth, run_growth
+from bench_streams import report_hold, run_hold
+from bench_wait import report_wait, run_wait
+from bench_workers import report_workers, run_workers
 from benchproc import (
     CHUNKS,
     ERRORS,
@@ -179,7 +187,8 @@ def report_loads(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
         )
     print(
         "\nThroughput and latency (wrk -t1; SSE latency = whole stream; ratio = target/direct;"
-        " busy = CPU used / wall time: a target below ~0.9 busy that trails bare waits)"
+        " busy = CPU used / wall time; the fake upstream shares CPU 0, so --wait also shows"
+        " its share and what CPU 0 left idle: a target that trails bare with CPU 0 idle waits)"
     )
     print(f"  load{'c':>4}  {'target':8}{'req/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'+p50 ms':>10}{'+p99 ms':>10}{'errors':>8}{'busy':>6}")  # fmt: skip
@@ -227,23 +236,7 @@ def print_rest(args: argparse.Namespace, times: Times, mem: Mem, soaked: Run | N
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="Benchmark the gateway (see scripts/bench.py).")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s runs")
-    p.add_argument("--workers", type=int, default=1, help="[server] workers of the gateway")
-    p.add_argument("--streams", type=int, default=1000, help="open streams for the memory figure")
-    p.add_argument("--soak", type=int, default=0, help="seconds of mixed load (max 900; 0: skip)")
-    p.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    p.add_argument(
-        "--key",
-        action="store_true",
-        help="load runs with a virtual key (limits and budgets) on every gateway request",
-    )
-    args = p.parse_args()
-    if args.quick:
-        args.rounds, args.duration = 1, 2
-    args.soak = max(0, min(args.soak, 900))
+    args = parse_args()
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 1
@@ -270,6 +263,13 @@ def main() -> int:
 
 def run_all(procs: Procs, args: argparse.Namespace) -> int:
     started, env = time.monotonic(), environment(args)
+    if not args.core:
+        env["method"] = (
+            f"{args.phase_rounds} round(s) per phase, {args.phase_duration} s per wrk run (-t1); "
+            "targets restarted and interleaved every round; medians over rounds"
+        )
+        print("llm-gateway benchmark\n" + "\n".join(f"  {k:10} {v}" for k, v in env.items()))
+        return run_phases(procs, args, {"environment": env}, started)
     runs: dict[str, list[Run]] = {}
     for rnd in range(args.rounds):
         run_round(procs, rnd, args, runs)
@@ -300,12 +300,36 @@ def run_all(procs: Procs, args: argparse.Namespace) -> int:
     print("llm-gateway benchmark\n" + "\n".join(f"  {k:10} {v}" for k, v in env.items()))
     stats = report_loads(runs)
     print_rest(args, times, mem, soaked)
-    print(f"\n(bench took {time.monotonic() - started:.0f} s)")
+    doc = {"environment": env, "loads": stats, "ttfb_ms": times, "memory": mem, "soak": soaked}
+    doc |= {"runs": {k: [asdict(r) for r in v] for k, v in runs.items()}}
+    doc |= {"gateway_log": GATEWAY_LOG, "gateway_processes": sorted(GATEWAY_PROCS)}
+    return run_phases(procs, args, doc, started)
+
+
+def run_phases(procs: Procs, args: argparse.Namespace, doc: dict[str, object], t0: float) -> int:
+    """The phases asked for (growth, stream memory, waits, workers), each printed when done."""
+    if "growth" in args.phases:
+        note("growth: bodies of 1 KB-10 MB, streams of 20-2,000 chunks ...")
+        doc["growth"] = report_growth(run_growth(procs, args), args)
+    if "stream_memory" in args.phases:
+        held = run_hold(procs, args)
+        report_hold(held, args)
+        doc["stream_memory"] = held
+    if "wait" in args.phases:
+        note("waits: c=64 and c=256, then a slow log reader ...")
+        doc["wait"] = report_wait(*run_wait(procs, args), args)
+    if "workers_compare" in args.phases:
+        note("workers: 1 and 2 ...")
+        doc["workers"] = report_workers(run_workers(procs, args), args)
+    if args.phases:
+        print("\nErrors (every wrk run and the bench's clients, the phases included):")
+        print("\n".join(f"  {k}: {v}" for k, v in sorted(ERRORS.items())))
+        print(f"  zero errors: {'NO' if any(ERRORS.values()) else 'yes'}")
+    print(f"\n(bench took {time.monotonic() - t0:.0f} s)")
     if args.json:
-        doc = {"environment": env, "loads": stats, "ttfb_ms": times, "memory": mem, "soak": soaked}
-        doc |= {"runs": {k: [asdict(r) for r in v] for k, v in runs.items()}, "errors": ERRORS}
-        doc |= {"gateway_log": GATEWAY_LOG, "gateway_processes": sorted(GATEWAY_PROCS)}
-        args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        doc["errors"] = ERRORS
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS  # per-worker ticks are keyed by PID
+        args.json.write_bytes(orjson.dumps(doc, option=opts))
     return 0 if not any(ERRORS.values()) else 1
 
 

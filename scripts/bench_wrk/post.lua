@@ -1,7 +1,15 @@
--- wrk script of scripts/bench: POST the JSON body given in $BENCH_BODY (static request, no
--- per-request Lua), then print one machine-readable summary line for the bench to parse.
+-- wrk script of scripts/bench: POST the JSON body given in $BENCH_BODY or the file named by
+-- $BENCH_BODY_FILE (static request, no per-request Lua), then print one machine-readable
+-- summary line for the bench to parse.
 wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
+local file = os.getenv("BENCH_BODY_FILE")  -- large bodies: an environment holds a few 100 KiB
+if file then
+  local fh = assert(io.open(file, "rb"))
+  wrk.body = fh:read("*a")
+  fh:close()
+else
+  wrk.body = os.getenv("BENCH_BODY")
+end
 wrk.headers["Content-Type"] = "application/json"
 if os.getenv("BENCH_KEY") then  -- scripts/bench --key: governance on every request
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
