@@ -178,12 +178,13 @@ async def _exchange(
     try:
         body = request.body
         head = request_head(dest, request.headers, len(body))
-        proto.set_response_params(
-            read_until_eof=True,  # a body with neither length nor chunking ends at close
-            auto_decompress=False,
-            max_line_size=MAX_LINE,
-            max_field_size=MAX_FIELD,
-        )
+        if proto._parser is None:  # a new connection; the parser carries on across answers
+            proto.set_response_params(
+                read_until_eof=True,  # a body with neither length nor chunking ends at close
+                auto_decompress=False,
+                max_line_size=MAX_LINE,
+                max_field_size=MAX_FIELD,
+            )
         transport = proto.transport
         if transport is None:
             raise aiohttp.ServerDisconnectedError()
