@@ -18,7 +18,7 @@ where the lines went missing; when the writer reaches it, it writes one
 
 A closed pipe (EPIPE) or a closed fd 1 ends writing for good, silently, as before. A forked
 child starts with an empty queue and no thread; the thread starts at the first batch, in
-the process that writes (workers are spawned, not forked, but a fork would work too).
+the process that writes (workers are new interpreters started with exec; a bare fork works too).
 """
 
 from __future__ import annotations
