@@ -89,8 +89,12 @@ class LineWriter:
         self._handle: asyncio.TimerHandle | None = None
 
     def msg(self, message: bytes) -> None:
-        self._lines.append(message + b"\n")
-        self._size += len(message) + 1
+        self.line(message + b"\n")
+
+    def line(self, line: bytes) -> None:
+        """One line that already ends with its newline."""
+        self._lines.append(line)
+        self._size += len(line)
         if self._size >= FLUSH_BYTES:
             self.hand_off()
         elif self._handle is None:
@@ -154,7 +158,7 @@ def configure(level: str = "info", secrets: Iterable[str] = (), worker: str | No
     set_secrets(secrets)
     threshold = _LEVELS.get(level, logging.INFO)
     ACCESS.configure(
-        processors, enabled=threshold <= logging.INFO, warnings=threshold <= logging.WARNING
+        worker=worker, enabled=threshold <= logging.INFO, warnings=threshold <= logging.WARNING
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
@@ -208,24 +212,22 @@ CLOCK = _Clock()
 
 
 class _Access:
-    """The per-request access event: the same processors as every other event, without the
-    bound-logger machinery around them (measured: 2-3 us instead of 8-10 us per line)."""
+    """The per-request access event, rendered in one orjson call with the fields every other
+    event gets from the processors (level, timestamp, worker tag), in the same order.
 
-    __slots__ = ("enabled", "processors", "warnings")
+    Measured with callgrind: through structlog's processor chain the line cost 44k
+    instructions per request, about 7% of a proxied JSON request.
+    """
+
+    __slots__ = ("enabled", "warnings", "worker")
 
     def __init__(self) -> None:
         self.enabled = True
         self.warnings = True
-        self.processors: tuple[structlog.typing.Processor, ...] = (
-            structlog.processors.add_log_level,
-            _stamp,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        )
+        self.worker: str | None = None
 
-    def configure(
-        self, processors: Iterable[structlog.typing.Processor], *, enabled: bool, warnings: bool
-    ) -> None:
-        self.processors = tuple(processors)
+    def configure(self, *, worker: str | None, enabled: bool, warnings: bool) -> None:
+        self.worker = worker
         self.enabled = enabled
         self.warnings = warnings
 
@@ -233,12 +235,11 @@ class _Access:
         if not (self.warnings if warning else self.enabled):
             return
         fields["event"] = "access"
-        level = "warning" if warning else "info"
-        line: object = fields
-        for proc in self.processors:
-            line = proc(None, level, line)  # type: ignore[arg-type]
-        if isinstance(line, bytes):
-            WRITER.msg(line)
+        fields["level"] = "warning" if warning else "info"
+        fields["timestamp"] = CLOCK.now()
+        if self.worker is not None:
+            fields["worker"] = self.worker
+        WRITER.line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
 
 
 ACCESS = _Access()

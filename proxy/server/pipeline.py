@@ -37,6 +37,7 @@ from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import Gateway
+from proxy.server.whole import whole
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
 
@@ -273,7 +274,7 @@ async def respond(
             ticket = ex.cache_ticket
             if ticket is not None and reply.status < 300:
                 cast(caching.Ticket, ticket).add(body)
-            return web.Response(status=reply.status, body=body, headers=headers)
+            return whole(reply.status, body, headers)  # one write, no header multidict
         return await _relay(request, gw, ex, win, headers)
 
 
