@@ -25,6 +25,9 @@ class Peek:
     """The body's `user` field (sticky routing and splits may hash it)."""
     tools: bool = False
     """The body carries a non-empty `tools` (or legacy `functions`) list (context rules)."""
+    model_span: tuple[int, int] | None = field(default=None, compare=False)
+    """Where the top-level `model` value's bytes sit in the forwarded body, when the peek
+    proved it (an upstream model is then spliced in without searching the body again)."""
 
 
 @dataclass(frozen=True, slots=True)

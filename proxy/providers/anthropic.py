@@ -51,7 +51,11 @@ class Anthropic:
             pk = ex.peek
             assert pk is not None
             if native:
-                body = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
+                body = (
+                    rewrite_model(ex.body, pk.model, up.model, pk.model_span)
+                    if up.model
+                    else ex.body
+                )
             else:
                 body = to_messages(ex.body, up.model)
             ex.bodies[key] = body

@@ -32,9 +32,12 @@ def _string_end(body: bytes, start: int) -> int:
         i = j + 1
 
 
-def top_level_values(body: bytes, wanted: frozenset[bytes]) -> dict[bytes, tuple[int, int]]:
+def top_level_values(
+    body: bytes, wanted: frozenset[bytes], repeated: set[bytes] | None = None
+) -> dict[bytes, tuple[int, int]]:
     """Spans `(start, end)` of the raw values of the `wanted` top-level keys (last one wins,
-    as in a full parse), keys compared as a parser would decode them.
+    as in a full parse), keys compared as a parser would decode them; `repeated` collects the
+    wanted keys the object holds more than once.
 
     The cost is proportional to the number of strings and brackets, not to the bytes: a large
     string (a base64 image) is skipped with one `find`.
@@ -63,6 +66,8 @@ def top_level_values(body: bytes, wanted: frozenset[bytes]) -> dict[bytes, tuple
             raise ScanError("unbalanced object")
         else:  # "," or "}": the member ends here
             if key is not None and value_at >= 0 and key in wanted:
+                if repeated is not None and key in found:
+                    repeated.add(key)
                 found[key] = (value_at, at)
             key, value_at = None, -1
             if ch == 125:

@@ -96,7 +96,7 @@ class OpenAI:
         key = (up.model, add_usage, up.short_tool_ids)
         out = ex.bodies.get(key)
         if out is None:
-            out = rewrite_model(ex.body, pk.model, up.model) if up.model else ex.body
+            out = rewrite_model(ex.body, pk.model, up.model, pk.model_span) if up.model else ex.body
             if add_usage:
                 out = ask_for_usage(out, pk.has_stream_options)
             if up.short_tool_ids:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 
 from proxy.core.errors import bad_request
@@ -44,11 +46,21 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
     `model` and `stream` the gateway routed on, not on another copy."""
     if not body:
         raise bad_request("The request body is empty; expected a JSON object.")
-    scanned = scannable(body)
-    data = _scan(body) if scanned else _parse(body)
-    repeat = _may_repeat_a_routing_key(body, data)
-    if repeat and scanned:
-        data = _parse(body)  # rare: the whole object is needed to forward it re-encoded
+    span: tuple[int, int] | None = None
+    if scannable(body):
+        repeated: set[bytes] = set()
+        data, spans = _scan(body, repeated)
+        repeat = not repeated.isdisjoint(_ROUTING)  # the scan sees every top-level key
+        if repeat:
+            data = _parse(body)  # rare: the whole object is needed to forward it re-encoded
+        elif b"model" in spans:
+            span = _trimmed(body, spans[b"model"])
+    else:
+        data = _parse(body)
+        model_at = body.find(_MODEL_KEY)
+        repeat = _may_repeat_a_routing_key(body, data, model_at)
+        if not repeat and model_at >= 0 and isinstance(data.get("model"), str):
+            span = _plain_model(body, model_at, cast(str, data["model"]))
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("`model` is required and must be a non-empty string.", "model")
@@ -72,6 +84,7 @@ def peek_body(body: bytes) -> tuple[Peek, bytes]:
         max_tokens=max_tokens,
         user=user if isinstance(user := data.get("user"), str) else None,
         tools=bool(data.get("tools") or data.get("functions")),
+        model_span=span,
     )
     return pk, orjson.dumps(data) if repeat else body
 
@@ -91,13 +104,36 @@ def _parse(body: bytes) -> dict[str, object]:
     return data
 
 
-def _scan(body: bytes) -> dict[str, object]:
+def _scan(
+    body: bytes, repeated: set[bytes]
+) -> tuple[dict[str, object], dict[bytes, tuple[int, int]]]:
     """The peeked keys of a large body, each value parsed alone (they are small)."""
     try:
-        spans = top_level_values(body, _PEEKED)
-        return {key.decode(): orjson.loads(body[a:b]) for key, (a, b) in spans.items()}
+        spans = top_level_values(body, _PEEKED, repeated)
+        return {key.decode(): orjson.loads(body[a:b]) for key, (a, b) in spans.items()}, spans
     except (ScanError, orjson.JSONDecodeError):
         raise bad_request("The request body is not valid JSON.") from None
+
+
+_ROUTING = frozenset({b"model", b"stream", b"stream_options"})
+
+
+def _plain_model(body: bytes, at: int, model: str) -> tuple[int, int] | None:
+    """The value span after the only plain `"model"` key at `at`, when it is the top-level
+    one: its value reads as the parsed model and no key before it is spelled with escapes
+    (`"mod\\u0065l"` at the top with a nested plain `"model"`)."""
+    if body.find(b"\\u", 0, at) >= 0:
+        return None
+    return _value_after(body, at + 7, model)
+
+
+def _trimmed(body: bytes, span: tuple[int, int]) -> tuple[int, int]:
+    a, b = span
+    while a < b and body[a] in b" \t\r\n":
+        a += 1
+    while b > a and body[b - 1] in b" \t\r\n":
+        b -= 1
+    return a, b
 
 
 _MODEL_KEY = b'"model"'
@@ -105,18 +141,21 @@ _STREAM_KEYS = b'"stream'
 """The text of `"stream"` and of `"stream_options"`, counted in one pass."""
 
 
-def _may_repeat_a_routing_key(body: bytes, data: dict[str, object]) -> bool:
+def _may_repeat_a_routing_key(body: bytes, data: dict[str, object], model_at: int) -> bool:
     """False when the text of `"model"`, `"stream"` and `"stream_options"` appears no more
     often than the parsed object has those keys (then none is duplicated); True leaves it open
-    (a duplicate, a nested key, or a string value that reads the same). Two passes over the
-    bytes, at memchr speed."""
-    if body.count(_MODEL_KEY) > 1:
+    (a duplicate, a nested key, or a string value that reads the same). `model_at` is where
+    `"model"` first appears; two passes over the bytes in all."""
+    if model_at >= 0 and body.find(_MODEL_KEY, model_at + 7) >= 0:
         return True
     return body.count(_STREAM_KEYS) > ("stream" in data) + ("stream_options" in data)
 
 
-def rewrite_model(body: bytes, old: str, new: str) -> bytes:
+def rewrite_model(body: bytes, old: str, new: str, span: tuple[int, int] | None = None) -> bytes:
     """Replace the top-level model value without re-encoding the rest of the body.
+
+    `span`, when the peek proved where the value sits (`Peek.model_span`), is spliced at
+    once; otherwise the body is searched as follows.
 
     Inside JSON strings a quote is always escaped, so a bare `"model"` in the bytes is a key.
     When it occurs once and is followed by exactly the encoding of `old`, splice there.
@@ -126,6 +165,8 @@ def rewrite_model(body: bytes, old: str, new: str) -> bytes:
     """
     if old == new:
         return body
+    if span is not None:
+        return _splice(body, span, new)
     at = body.find(_MODEL_KEY)
     span = (
         _value_after(body, at + 7, old) if at >= 0 and body.find(_MODEL_KEY, at + 7) < 0 else None

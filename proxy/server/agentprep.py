@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from proxy.config.agent import AgentTraffic
 from proxy.core.exchange import Exchange
 from proxy.providers.cache_hygiene import tidy
@@ -14,7 +16,10 @@ def prepare(ex: Exchange, agent: AgentTraffic) -> None:
     rewrite, so the key is that of the prefix the upstream will cache)."""
     rules = agent.cache_hygiene
     if rules is not None:
-        ex.body = tidy(ex.body, rules)
+        body = tidy(ex.body, rules)
+        if body is not ex.body and ex.peek is not None:
+            ex.peek = replace(ex.peek, model_span=None)  # the peeked offsets moved
+        ex.body = body
     if agent.affinity is not None:
         found = affinity_key(ex.client_headers, ex.body, agent.affinity_header)
         if found is not None:

@@ -19,7 +19,7 @@ from proxy.config.values import Config, Endpoint
 from proxy.core.errors import stream_error_event
 from proxy.core.exchange import Exchange, Usage
 from proxy.ops import logs
-from proxy.transport.relay import STREAM_HEADERS
+from proxy.transport.relay import STREAM_HEADERS, Sink
 
 HEADER = "x-gateway-cache"
 WHOLE_ONLY = frozenset({Endpoint.EMBEDDINGS, Endpoint.COMPLETIONS})
@@ -62,7 +62,7 @@ class Tap:
 
     __slots__ = ("out", "ticket")
 
-    def __init__(self, out: web.StreamResponse, ticket: Ticket) -> None:
+    def __init__(self, out: Sink, ticket: Ticket) -> None:
         self.out = out
         self.ticket = ticket
 

@@ -37,6 +37,7 @@ from proxy.server.count_tokens import estimate
 from proxy.server.edge import BODY_TIMEOUT, TOO_MANY_REQUESTS, EdgeRequestHandler
 from proxy.server.inflightbodies import BodyClaim
 from proxy.server.runtime import Gateway
+from proxy.server.streamout import StreamAnswer
 from proxy.server.whole import whole
 from proxy.transport.headers import forward_headers, passed_response_headers, valid_request_id
 from proxy.transport.relay import STREAM_HEADERS, StreamRelay, answered_whole, end_code
@@ -284,7 +285,7 @@ async def _relay(
     reply = win.reply
     assert reply is not None
     headers.update(STREAM_HEADERS)
-    out = web.StreamResponse(status=200, headers=headers)
+    out = StreamAnswer(request, headers)
     stream_filter = scrubbed(win.provider.stream(win.upstream, ex), ex.snap.secrets)
     relay = StreamRelay(
         reply,
@@ -296,7 +297,7 @@ async def _relay(
     )
     gw.drain.streams.add(relay)
     try:
-        await out.prepare(request)  # the commit point: no failover after this line
+        await out.start()  # the commit point: no failover after this line
         ex.status = 200
         ticket = ex.cache_ticket
         if ticket is None:
@@ -313,7 +314,7 @@ async def _relay(
         ex.failure = FailureKind.CLIENT_GONE
         ex.status = 499
         win.end(close=True)
-        return out
+        return out.response()
     finally:
         gw.drain.streams.discard(relay)
         ex.usage = stream_filter.usage
@@ -321,7 +322,7 @@ async def _relay(
     if relay.failure is not None:
         ex.error_code = end_code(relay.failure)
         win.broke(relay.failure)
-    return out
+    return out.response()
 
 
 def settle(ex: Exchange, gw: Gateway | None = None) -> None:

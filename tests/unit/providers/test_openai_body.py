@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from proxy.core.errors import GatewayError, too_large
 from proxy.core.exchange import Peek
-from proxy.providers.openai_body import ask_for_usage, peek, rewrite_model
+from proxy.providers.openai_body import ask_for_usage, peek, peek_body, rewrite_model
 
 # --- peek --------------------------------------------------------------------------------------
 
@@ -262,6 +262,54 @@ def test_rewrite_equals_replacing_the_top_level_model(
         # Spliced: everything but the value is byte-identical.
         at = body.index(orjson.dumps(old), body.index(b'"model"') + 7)
         assert out == body[:at] + orjson.dumps(new) + body[at + len(orjson.dumps(old)) :]
+
+
+@settings(max_examples=150)
+@given(
+    st.dictionaries(json_keys, json_values, max_size=6),
+    model_names,
+    model_names,
+    st.integers(min_value=0, max_value=6),
+    st.sampled_from([0, orjson.OPT_INDENT_2, orjson.OPT_SORT_KEYS]),
+    st.booleans(),
+)
+def test_the_peeked_span_rewrites_as_a_search_would(
+    rest: dict[str, Any], old: str, new: str, position: int, option: int, large: bool
+) -> None:
+    """Peek.model_span (found by the peek, small bodies parsed, large ones scanned) splices
+    exactly where rewrite_model's own search would, or is absent."""
+    for key in ("model", "stream", "stream_options", "max_tokens", "user", "tools"):
+        rest.pop(key, None)  # routing keys the peek validates
+    items = list(rest.items())
+    items.insert(min(position, len(items)), ("model", old))
+    if large:  # past FULL_PARSE_LIMIT, one long string: the scanned path
+        items.append(("padding", "x" * (1 << 20)))
+    obj = dict(items)
+    pk, body = peek_body(orjson.dumps(obj, option=option))
+    searched = rewrite_model(body, old, new)
+    spliced = rewrite_model(body, old, new, pk.model_span)
+    assert orjson.loads(spliced) == orjson.loads(searched) == {**obj, "model": new}
+    if pk.model_span is not None:
+        assert spliced == searched
+
+
+def test_a_large_body_with_a_repeated_routing_key_is_forwarded_as_understood() -> None:
+    pad = b"x" * (1 << 20)
+    body = b'{"model":"a","messages":[],"pad":"' + pad + b'","model":"b"}'
+    pk, out = peek_body(body)
+    assert (pk.model, pk.model_span) == ("b", None)
+    assert orjson.loads(out)["model"] == "b"
+    assert out.count(b'"model"') == 1
+
+
+def test_a_large_body_with_an_escaped_top_level_key_splices_the_top_level_value() -> None:
+    pad = b"x" * (1 << 20)
+    body = b'{"messages":[{"model":"m"}],"mod\\u0065l":"m","pad":"' + pad + b'"}'
+    pk, out = peek_body(body)
+    assert pk.model_span is not None
+    rewritten = orjson.loads(rewrite_model(out, "m", "up", pk.model_span))
+    assert rewritten["model"] == "up"
+    assert rewritten["messages"] == [{"model": "m"}]
 
 
 # --- ask_for_usage ------------------------------------------------------------------------
