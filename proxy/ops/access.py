@@ -28,7 +28,7 @@ def write(ex: Exchange) -> None:
         "path": _cut(ex.path),
         "client": ex.client,
         "user_agent": _cut(ex.client_headers.get("User-Agent")),
-        "endpoint": ex.endpoint.value,
+        "endpoint": ex.endpoint,  # a StrEnum: orjson writes its value
         "model": None if peek is None else _cut(peek.model),
         "stream": ex.stream,
         "route": None if route is None else route.name,
