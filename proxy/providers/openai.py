@@ -171,6 +171,8 @@ class UsageStripper:
             self._pending = data
             return b""
         whole, self._pending = data[:cut], data[cut:]
+        if not self._tap.waits_for(whole):
+            return whole  # the common chunk: no usage event to note or to cut
         self._tap.feed(whole)  # whole events: a usage key split across reads is still seen
         return drop_usage_events(whole)
 

@@ -111,6 +111,11 @@ class UsageTap:
         """The unfinished last line of the previous chunk (usually empty)."""
         self.usage: Usage | None = None
 
+    def waits_for(self, chunk: bytes) -> bool:
+        """Whether `chunk`, a run of whole events, needs `feed`: it holds a usage key, or an
+        event with one is under way. Saves the stripper a second search of every chunk."""
+        return self._parser is not None or _KEYS[0] in chunk or _KEYS[1] in chunk
+
     def feed(self, chunk: bytes) -> None:
         if self._parser is None:
             at = chunk.find(_KEYS[0])

@@ -6,7 +6,10 @@ unsolicited (pipelined) bytes, truncation, timeouts, large bodies, stale connect
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -305,3 +308,44 @@ def test_wire_head_and_targets() -> None:
         request_head(t, {"X-A\n": "v"}, 0)
     with pytest.raises(BadTarget):
         target("ftp://example.com/x")
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_upstream_is_verified(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    up = Upstream(lambda _: [OK_CL])
+    up.server = await asyncio.start_server(up._serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = up.server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/v1/chat/completions"
+    trusting = ssl.create_default_context(cafile=str(cert))
+    pool = Pool(tls=trusting)
+    try:
+        reply = await call(HTTPSender(pool), url)
+        assert (reply.status, reply.first) == (200, JSON)
+        reply.release()
+        again = await call(HTTPSender(pool), url)  # the TLS connection is kept alive
+        again.release()
+        assert up.connections == 1
+    finally:
+        pool.close()
+    strict = Pool()  # the system's CAs: a self-signed certificate is refused
+    try:
+        with pytest.raises(AttemptFailed) as info:
+            await call(HTTPSender(strict), url)
+        assert info.value.kind is FailureKind.CONNECT
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.detail
+    finally:
+        strict.close()
