@@ -149,10 +149,13 @@ def _may_repeat_a_routing_key(body: bytes, data: dict[str, object], model_at: in
     """False when the text of `"model"`, `"stream"` and `"stream_options"` appears no more
     often than the parsed object has those keys (then none is duplicated); True leaves it open
     (a duplicate, a nested key, or a string value that reads the same). `model_at` is where
-    `"model"` first appears; two passes over the bytes in all."""
+    `"model"` first appears; one pass over the bytes, two when the body has a stream key."""
     if model_at >= 0 and body.find(_MODEL_KEY, model_at + 7) >= 0:
         return True
-    return body.count(_STREAM_KEYS) > ("stream" in data) + ("stream_options" in data)
+    expected = ("stream" in data) + ("stream_options" in data)
+    # Neither key at the top level: any copy of its text is nested, and no parser can read a
+    # top-level value from it; the pass over the bytes is not needed (most JSON requests).
+    return expected > 0 and body.count(_STREAM_KEYS) > expected
 
 
 def rewrite_model(body: bytes, old: str, new: str, span: tuple[int, int] | None = None) -> bytes:

@@ -75,3 +75,11 @@ def test_a_large_body_with_a_duplicated_model_is_collapsed_in_full() -> None:
     pk, out = peek_body(body)
     assert pk.model == "chat"
     assert orjson.loads(out) == {"model": "chat", "messages": [{"role": "user", "content": image}]}
+
+
+def test_stream_text_only_in_nested_values_needs_no_rewrite() -> None:
+    """Without a top-level `stream` or `stream_options`, copies of their text are nested:
+    no parser reads a routing value from them, so the bytes pass as they came."""
+    body = b'{"model": "m", "metadata": {"stream": true, "stream_options": {}}}'
+    pk, out = peek_body(body)
+    assert out is body and not pk.stream
