@@ -30,7 +30,8 @@ COMMENT_LIMIT = 1 << 20
 """Bytes of comments a stream may send before its first data event (held until it comes)."""
 SLICED_ABOVE = 1 << 20
 """Bodies larger than this are written in SLICE-sized views with flow control."""
-SLICE = 1 << 16
+SLICE = 1 << 20
+"""A MiB per write: 64 KiB slices cost a loop round trip (pause, drain) each."""
 MAX_LINE = 8190
 """Longest status line an upstream may send (aiohttp's default)."""
 MAX_FIELD = 65536
