@@ -76,7 +76,7 @@ class WholeAnswer:
         return (
             f"HTTP/{version.major}.{version.minor} {status} {_REASONS.get(status, 'Unknown')}\r\n"
             f"{block}Content-Length: {length}\r\nDate: {rfc822_formatted_time()}\r\n\r\n"
-        ).encode()
+        ).encode("utf-8", "surrogateescape")  # upstream header bytes as they came
 
 
 def whole(status: int, body: bytes, headers: dict[str, str]) -> web.StreamResponse:

@@ -47,7 +47,10 @@ def request_head(t: Target, headers: Mapping[str, str], length: int) -> bytes:
     block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
     if _unsafe(block, len(headers)):
         raise ValueError("a header name or value holds a line break")
-    return f"{t.start}{block}Content-Length: {length}\r\n\r\n".encode()
+    # surrogateescape: a client header that was not UTF-8 goes on as the bytes it came as
+    # (aiohttp's parser decodes them the same way), never as an encoding error.
+    head = f"{t.start}{block}Content-Length: {length}\r\n\r\n"
+    return head.encode("utf-8", "surrogateescape")
 
 
 def _unsafe(text: str, lines: int) -> bool:

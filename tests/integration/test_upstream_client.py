@@ -349,3 +349,13 @@ async def test_tls_upstream_is_verified(tmp_path: Path) -> None:
         assert "CERTIFICATE_VERIFY_FAILED" in info.value.detail
     finally:
         strict.close()
+
+
+async def test_header_bytes_that_are_not_utf8_go_on_unchanged(pool: Pool) -> None:
+    # aiohttp's server parser decodes a header such as `User-Agent: caf\xe9` with
+    # surrogateescape; the upstream gets the client's bytes, not an encoding error.
+    up = await serve(lambda _: [OK_CL])
+    req = UpstreamRequest(url=up.url, headers={"User-Agent": "caf\udce9"}, body=b"{}")
+    reply = await HTTPSender(pool)(req, FAST, stream=False)
+    reply.release()
+    assert b"\r\nUser-Agent: caf\xe9\r\n" in up.requests[0]
