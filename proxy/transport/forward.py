@@ -208,9 +208,14 @@ async def _write_sliced(proto: ResponseHandler, transport: asyncio.Transport, bo
     slice (the transport would otherwise buffer a copy of tens of MB)."""
     with memoryview(body) as view:
         for at in range(0, len(view), SLICE):
+            if transport.is_closing():
+                return  # an upstream that answered early and closed: its answer is read next
             transport.write(view[at : at + SLICE])
             if proto.writing_paused:
-                await proto._drain_helper()
+                try:
+                    await proto._drain_helper()
+                except ConnectionError:
+                    return  # the same: an early answer (a 413) is still in the queue
 
 
 async def _first_data(payload: StreamReader, progress: Progress | None) -> bytes:

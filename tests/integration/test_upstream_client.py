@@ -359,3 +359,27 @@ async def test_header_bytes_that_are_not_utf8_go_on_unchanged(pool: Pool) -> Non
     reply = await HTTPSender(pool)(req, FAST, stream=False)
     reply.release()
     assert b"\r\nUser-Agent: caf\xe9\r\n" in up.requests[0]
+
+
+async def test_an_early_answer_to_a_large_body_is_returned_not_a_reset(pool: Pool) -> None:
+    """An upstream that refuses a body from its headers (413) and closes without reading it:
+    the gateway relays that answer rather than failing the attempt as a reset."""
+    refused = b'{"error":{"message":"too large"}}'
+    answer = b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer % (len(refused), refused))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        body = b'{"x":"' + b"y" * (64 << 20) + b'"}'  # more than the socket buffers hold
+        reply = await call(HTTPSender(pool), f"http://127.0.0.1:{port}/v1/x", body)
+        assert (reply.status, reply.first) == (413, refused)
+        reply.release()
+    finally:
+        server.close()
+        await server.wait_closed()
