@@ -22,7 +22,7 @@ from proxy.providers.base import Progress, UpstreamRequest
 from proxy.routing.send import AttemptFailed
 from proxy.transport.pool import ConnectTimeout, Origin, Pool
 from proxy.transport.relay import answered_whole
-from proxy.transport.wire import Target, request_head, target
+from proxy.transport.wire import BadTarget, Target, request_head, target
 
 ERROR_BODY_LIMIT = 256 * 1024
 """Upstream error bodies are read up to this size (they are small JSON)."""
@@ -160,7 +160,7 @@ class HTTPSender:
                     FailureKind.TTFB_TIMEOUT, f"no answer within {t.ttfb_s:g}s"
                 ) from None
             raise AttemptFailed(FailureKind.RESET, f"body stalled for {t.idle_s:g}s") from None
-        except (aiohttp.ClientError, HttpProcessingError, OSError) as exc:
+        except (aiohttp.ClientError, HttpProcessingError, OSError, BadTarget) as exc:
             _discard(reply)
             kind = FailureKind.CONNECT if phase == _CONNECT else FailureKind.RESET
             raise AttemptFailed(kind, _describe(exc)) from None

@@ -214,6 +214,12 @@ async def test_stalled_body_is_a_reset_after_the_idle_allowance(pool: Pool) -> N
     assert "stalled" in info.value.detail
 
 
+async def test_an_upstream_url_that_is_not_http_is_a_connect_failure(pool: Pool) -> None:
+    with pytest.raises(AttemptFailed) as info:
+        await call(HTTPSender(pool), "ftp://127.0.0.1:1/v1/chat/completions")
+    assert info.value.kind is FailureKind.CONNECT
+
+
 async def test_refused_connection_is_a_connect_failure(pool: Pool) -> None:
     up = await serve(lambda _: [OK_CL])
     assert up.server is not None
