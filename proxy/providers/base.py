@@ -8,6 +8,7 @@ from typing import Protocol
 from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind
+from proxy.core.spliced import Spliced
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,7 @@ class UpstreamRequest:
 
     url: str
     headers: dict[str, str]
-    body: bytes
+    body: bytes | Spliced
     max_response_bytes: int = 128 * 2**20
     """A successful non-stream answer larger than this is refused (`[server] max_response_mb`)."""
     progress: Progress | None = field(default=None, compare=False)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
+from proxy.core.spliced import Spliced
 from proxy.providers.base import Progress, StreamFilter, UpstreamRequest
 from proxy.providers.messages_answer import error_to_anthropic, to_message
 from proxy.providers.messages_request import to_chat
 from proxy.providers.messages_stream import MessagesFromChat
-from proxy.providers.openai_body import ask_for_usage, rewrite_model
+from proxy.providers.openai_body import SPLICED_FROM, ask_for_usage, rewrite_model, spliced
 from proxy.providers.openai_usage import UsageTap, drop_usage_events, from_body
 from proxy.providers.responses_usage import ResponsesUsageObserver
 from proxy.providers.sse_progress import DataProgress
@@ -40,6 +41,7 @@ class OpenAI:
         return endpoint in PATHS or endpoint is Endpoint.MESSAGES
 
     def request(self, up: Upstream, ex: Exchange) -> UpstreamRequest:
+        body: bytes | Spliced
         if ex.endpoint is Endpoint.MESSAGES:
             endpoint, body = Endpoint.CHAT, messages_as_chat(up, ex)
         else:
@@ -88,15 +90,21 @@ class OpenAI:
         return UsageStripper() if adds_usage(up, ex) else UsageObserver()
 
     @staticmethod
-    def _body(up: Upstream, ex: Exchange) -> bytes:
-        """The client's bytes with the upstream's model id, and the usage option on streams."""
+    def _body(up: Upstream, ex: Exchange) -> bytes | Spliced:
+        """The client's bytes with the upstream's model id, and the usage option on streams;
+        a large body as pieces of the client's buffer (no copy of it)."""
         pk = ex.peek
         assert pk is not None
         add_usage = adds_usage(up, ex)
+        body = ex.body
+        if len(body) >= SPLICED_FROM and not up.short_tool_ids:
+            pieces = spliced(body, pk, up.model, add_usage)  # a few views: not worth caching
+            if pieces is not None:
+                return pieces
         key = (up.model, add_usage, up.short_tool_ids)
         out = ex.bodies.get(key)
         if out is None:
-            out = rewrite_model(ex.body, pk.model, up.model, pk.model_span) if up.model else ex.body
+            out = rewrite_model(body, pk.model, up.model, pk.model_span) if up.model else body
             if add_usage:
                 out = ask_for_usage(out, pk.has_stream_options)
             if up.short_tool_ids:

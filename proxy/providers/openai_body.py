@@ -9,6 +9,7 @@ import orjson
 
 from proxy.core.errors import bad_request
 from proxy.core.exchange import Peek
+from proxy.core.spliced import Spliced
 from proxy.providers.jsonscan import ScanError, top_level_values
 
 FULL_PARSE_LIMIT = 1 << 20
@@ -245,6 +246,54 @@ _MODEL_ONLY = frozenset({b"model"})
 _USAGE_OPTION = b'"stream_options":{"include_usage":true}'
 
 
+SPLICED_FROM = 256 * 1024
+"""Bodies at least this large are sent as `Spliced` pieces when only the model id (and the
+usage option) change: a fresh buffer of that size costs page faults as well as a copy."""
+
+
+def spliced(body: bytes, pk: Peek, model: str | None, add_usage: bool) -> Spliced | None:
+    """The body with `model` in place of the peeked one (and the usage option added), as views
+    of `body` and the new bytes; None when the peek did not prove where the model value sits,
+    or stream_options must be merged (then the joined helpers re-encode as needed)."""
+    edits: list[tuple[int, int, bytes]] = []
+    if model and model != pk.model:
+        if pk.model_span is None:
+            return None
+        edits.append((*pk.model_span, orjson.dumps(model)))
+    if add_usage:
+        if pk.has_stream_options:
+            return None
+        at = _usage_insertion(body)
+        if at is None:
+            return None
+        edits.append(at)
+    if len(edits) == 2 and edits[0][1] > edits[1][0]:
+        return None
+    parts: list[bytes | memoryview] = []
+    view = memoryview(body)
+    done = 0
+    for start, end, new in edits:
+        parts += (view[done:start], new)
+        done = end
+    parts.append(view[done:])
+    return Spliced(tuple(parts), len(body) + sum(len(n) - (b - a) for a, b, n in edits))
+
+
+def _usage_insertion(body: bytes) -> tuple[int, int, bytes] | None:
+    """The edit that puts the usage option before the object's closing brace."""
+    end = len(body)
+    while end > 0 and body[end - 1] in b" \t\r\n":  # not rstrip(): no copy of the body
+        end -= 1
+    end = body.rfind(b"}", 0, end)
+    if end <= 0:
+        return None
+    head = end
+    while head > 0 and body[head - 1] in b" \t\r\n":
+        head -= 1
+    sep = b"" if body[head - 1] == 123 else b","  # "{": an empty object
+    return head, end, sep + _USAGE_OPTION
+
+
 def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
     """Add `stream_options.include_usage` so a stream reports its tokens (for metering).
 
@@ -253,17 +302,11 @@ def ask_for_usage(body: bytes, has_stream_options: bool) -> bytes:
     include_obfuscation and co).
     """
     if not has_stream_options:
-        end = len(body)
-        while end > 0 and body[end - 1] in b" \t\r\n":  # not rstrip(): no copy of the body
-            end -= 1
-        end = body.rfind(b"}", 0, end)
-        if end > 0:
-            head = end
-            while head > 0 and body[head - 1] in b" \t\r\n":
-                head -= 1
-            sep = b"" if body[head - 1] == 123 else b","  # "{": an empty object
+        at = _usage_insertion(body)
+        if at is not None:
+            head, end, option = at
             view = memoryview(body)
-            return b"".join((view[:head], sep, _USAGE_OPTION, view[end:]))
+            return b"".join((view[:head], option, view[end:]))
     data = orjson.loads(body)
     options = data.get("stream_options")
     data["stream_options"] = {

@@ -18,6 +18,7 @@ from aiohttp.streams import StreamReader
 
 from proxy.config.values import Timeouts
 from proxy.core.failures import FailureKind
+from proxy.core.spliced import Spliced
 from proxy.providers.base import Progress, UpstreamRequest
 from proxy.routing.send import AttemptFailed
 from proxy.transport.pool import ConnectTimeout, Origin, Pool
@@ -179,6 +180,7 @@ async def _exchange(
     try:
         body = request.body
         head = request_head(dest, request.headers, len(body))
+        parts = body.parts if isinstance(body, Spliced) else (body,)
         if proto._parser is None:  # a new connection; the parser carries on across answers
             proto.set_response_params(
                 read_until_eof=True,  # a body with neither length nor chunking ends at close
@@ -190,10 +192,11 @@ async def _exchange(
         if transport is None:
             raise aiohttp.ServerDisconnectedError()
         if len(body) <= SLICED_ABOVE:
-            transport.writelines((head, body))
+            transport.writelines((head, *parts))
         else:
             transport.write(head)
-            await _write_sliced(proto, transport, body)
+            for part in parts:
+                await _write_sliced(proto, transport, part)
         while True:
             message, payload = await proto.read()
             if not 100 <= message.code < 200:
@@ -203,7 +206,9 @@ async def _exchange(
         raise
 
 
-async def _write_sliced(proto: ResponseHandler, transport: asyncio.Transport, body: bytes) -> None:
+async def _write_sliced(
+    proto: ResponseHandler, transport: asyncio.Transport, body: bytes | memoryview
+) -> None:
     """A large body in slices of the one buffer it was read into: no copy, flow control per
     slice (the transport would otherwise buffer a copy of tens of MB)."""
     with memoryview(body) as view:

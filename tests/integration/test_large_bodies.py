@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
+import pytest
 from conftest import FakeFactory, GatewayFactory, InProcessGateway, base_config, upstream
 
 from proxy.fake.behaviour import Behaviour
@@ -33,16 +34,17 @@ async def post(
         return r.status, dict(r.headers), await r.read()
 
 
+@pytest.mark.parametrize("mib", [0.5, 3])  # pieces in one write; pieces in 1 MiB slices
 async def test_a_large_body_reaches_the_upstream_identical_but_for_the_model(
-    fakes: FakeFactory, gateway: GatewayFactory
+    fakes: FakeFactory, gateway: GatewayFactory, mib: float
 ) -> None:
     a = await fakes("a")
     gw = await gateway(base_config({"a": upstream(a)}, {"chat": {"tiers": [{"a": 1}]}}))
-    body = big_body(3)
+    body = big_body(mib)
     async with aiohttp.ClientSession() as s:
         status, _, _ = await post(s, gw.url, body)
         assert status == 200
-        stream_status, _, streamed = await post(s, gw.url, big_body(3, stream=True))
+        stream_status, _, streamed = await post(s, gw.url, big_body(mib, stream=True))
         assert stream_status == 200 and streamed.endswith(b"data: [DONE]\n\n")
     sent, sent_stream = a.requests[0].body, a.requests[1].body
     # The top-level model is spliced; the nested "model" and every other byte are untouched.

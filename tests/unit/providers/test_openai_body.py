@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from proxy.core.errors import GatewayError, too_large
 from proxy.core.exchange import Peek
-from proxy.providers.openai_body import ask_for_usage, peek, peek_body, rewrite_model
+from proxy.providers.openai_body import (
+    ask_for_usage,
+    peek,
+    peek_body,
+    rewrite_model,
+    spliced,
+)
 
 # --- peek --------------------------------------------------------------------------------------
 
@@ -291,6 +297,35 @@ def test_the_peeked_span_rewrites_as_a_search_would(
     assert orjson.loads(spliced) == orjson.loads(searched) == {**obj, "model": new}
     if pk.model_span is not None:
         assert spliced == searched
+
+
+@settings(max_examples=100)
+@given(
+    st.dictionaries(json_keys, json_values, max_size=6),
+    model_names,
+    model_names,
+    st.integers(min_value=0, max_value=6),
+    st.sampled_from([0, orjson.OPT_INDENT_2]),
+    st.booleans(),
+)
+def test_spliced_pieces_join_to_the_rewritten_body(
+    rest: dict[str, Any], old: str, new: str, position: int, option: int, add_usage: bool
+) -> None:
+    """The pieces a large body is sent as are, joined, the body the copying helpers build."""
+    for key in ("model", "stream", "stream_options", "max_tokens", "user", "tools"):
+        rest.pop(key, None)
+    items = list(rest.items())
+    items.insert(min(position, len(items)), ("model", old))
+    pk, body = peek_body(orjson.dumps(dict(items), option=option))
+    pieces = spliced(body, pk, new, add_usage)
+    expected = rewrite_model(body, old, new, pk.model_span)
+    if add_usage:
+        expected = ask_for_usage(expected, pk.has_stream_options)
+    if pieces is None:
+        assert pk.model_span is None and old != new
+    else:
+        assert pieces.joined() == expected
+        assert len(pieces) == len(expected)
 
 
 def test_a_large_body_with_a_repeated_routing_key_is_forwarded_as_understood() -> None:

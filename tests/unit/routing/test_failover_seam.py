@@ -164,8 +164,8 @@ async def test_the_provider_builds_the_request_for_each_upstream(events: Events)
     (na, ra), (nb, rb) = send.sent
     assert (na, nb) == ("a", "b")
     assert ra.url == "http://a.example/v1/chat/completions?api-version=7"
-    assert orjson.loads(ra.body)["model"] == "a-model"
-    assert orjson.loads(rb.body)["model"] == "b-model"
+    assert orjson.loads(bytes(ra.body))["model"] == "a-model"
+    assert orjson.loads(bytes(rb.body))["model"] == "b-model"
     assert rb.headers["X-Request-Id"] == "rid-1" and rb.headers["user-agent"] == "t"
     assert "Authorization" not in rb.headers  # no credential configured
 
