@@ -5,12 +5,13 @@ from __future__ import annotations
 from proxy.config.values import Endpoint, Upstream
 from proxy.core.exchange import Exchange, Usage
 from proxy.core.failures import FailureKind, classify_status
+from proxy.core.spliced import Spliced
 from proxy.providers.anthropic_answer import error_to_openai, to_chat, usage_of
 from proxy.providers.anthropic_request import to_messages
 from proxy.providers.anthropic_stream import ChatFromMessages
 from proxy.providers.anthropic_usage import MessagesUsageObserver
 from proxy.providers.base import Progress, StreamFilter, UpstreamRequest
-from proxy.providers.openai_body import rewrite_model
+from proxy.providers.openai_body import SPLICED_FROM, rewrite_model, spliced
 from proxy.providers.sse_progress import DataProgress, OpeningProgress
 from proxy.providers.stream_errors import messages_stream_status
 
@@ -45,11 +46,15 @@ class Anthropic:
         if beta and ex.endpoint in _NATIVE:
             headers["anthropic-beta"] = beta  # feature flags of the client's own dialect
         native = ex.endpoint in _NATIVE
+        pk = ex.peek
+        assert pk is not None
+        body: bytes | Spliced | None = None
+        if native and len(ex.body) >= SPLICED_FROM:
+            body = spliced(ex.body, pk, up.model, add_usage=False)  # views: no copy to rename
         key = ("messages" if native else "chat->messages", up.model)
-        body = ex.bodies.get(key)
         if body is None:
-            pk = ex.peek
-            assert pk is not None
+            body = ex.bodies.get(key)
+        if body is None:
             if native:
                 body = (
                     rewrite_model(ex.body, pk.model, up.model, pk.model_span)

@@ -126,6 +126,21 @@ async def test_pass_through_is_byte_for_byte(fakes: FakeFactory, gateway: Gatewa
     assert via_gateway.replace(b"up_1", b"up_2") == straight
 
 
+async def test_a_large_messages_body_reaches_an_anthropic_upstream_renamed_and_whole(
+    fakes: FakeFactory, gateway: GatewayFactory
+) -> None:
+    """From 256 KiB up the body goes as pieces of the client's buffer: the bytes that arrive
+    are the client's with only the model id changed."""
+    fake, gw, _ = await start(fakes, gateway, "anthropic")
+    text = "y" * (600 * 1024)
+    body = orjson.dumps(
+        {"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": text}]}
+    )
+    async with aiohttp.ClientSession() as s, s.post(gw.url + "/v1/messages", data=body) as r:
+        assert r.status == 200
+    assert fake.requests[-1].body == body.replace(b'"model":"claude"', b'"model":"up-model"')
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_stream(fakes: FakeFactory, gateway: GatewayFactory, dialect: str) -> None:
     _, _, sdk = await start(
