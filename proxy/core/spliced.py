@@ -17,8 +17,5 @@ class Spliced:
     def __len__(self) -> int:
         return self.size
 
-    def joined(self) -> bytes:
-        return b"".join(self.parts)
-
     def __bytes__(self) -> bytes:
-        return self.joined()
+        return b"".join(self.parts)

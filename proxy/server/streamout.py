@@ -14,18 +14,19 @@ from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from multidict import CIMultiDict
 
+from proxy.server.whole import Answer
 
-class StreamAnswer:
+
+class StreamAnswer(Answer):
     """The client side of a relayed stream: `start` is the commit point; then `write` and
     `write_eof` (the relay's sink); aiohttp's connection handler finishes it like a response."""
 
-    __slots__ = ("_close", "_headers", "_status_line", "_writer", "status")
+    __slots__ = ("_headers", "_status_line", "_writer")
 
     def __init__(self, request: web.BaseRequest, headers: dict[str, str]) -> None:
-        self.status = 200
+        super().__init__(200, headers.get("Connection") == "close" or not request.keep_alive)
         self._headers = headers
         self._writer = request.writer
-        self._close = headers.get("Connection") == "close" or not request.keep_alive
         if request.version < (1, 1):  # no chunked framing: the body ends when the connection does
             self._close = True
         else:
@@ -35,11 +36,6 @@ class StreamAnswer:
             headers["Connection"] = "close"
         headers["Date"] = rfc822_formatted_time()
         self._status_line = f"HTTP/{request.version.major}.{request.version.minor} 200 OK"
-
-    def response(self) -> web.StreamResponse:
-        """For aiohttp's handler type: it reads only `prepare`, `write_eof`, `keep_alive` and
-        `force_close` from what a handler returns."""
-        return cast(web.StreamResponse, self)
 
     async def start(self) -> None:
         """Send the status line and headers now: the client sees the stream begin."""
@@ -54,13 +50,6 @@ class StreamAnswer:
 
     async def write_eof(self, data: bytes = b"") -> None:
         await self._writer.write_eof(data)  # once; aiohttp's own call after the relay is a no-op
-
-    @property
-    def keep_alive(self) -> bool:
-        return not self._close
-
-    def force_close(self) -> None:
-        self._close = True
 
     async def prepare(self, request: web.BaseRequest) -> None:
         """Started by the relay already."""

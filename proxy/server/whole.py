@@ -15,25 +15,25 @@ from typing import cast
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 
+from proxy.transport.wire import header_block
+
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _JOINED_BELOW = 64 * 1024
 """Smaller bodies are joined to their head (one buffer); larger ones are written beside it."""
 
 
-class WholeAnswer:
-    """What a handler returns for a complete answer; aiohttp writes it as it would a Response."""
+class Answer:
+    """What aiohttp's connection handler reads from a handler's return value: `prepare`,
+    `write_eof` (in the subclasses), `keep_alive` and `force_close`."""
 
-    __slots__ = ("_body", "_close", "_headers", "_sent", "status")
+    __slots__ = ("_close", "status")
 
-    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, status: int, close: bool) -> None:
         self.status = status
-        self._body = body
-        self._headers = headers
-        self._close = headers.get("Connection") == "close"
-        self._sent = False
+        self._close = close
 
     def response(self) -> web.StreamResponse:
-        """For aiohttp's handler type: it reads only the four members named above."""
+        """This answer as aiohttp's handler return type."""
         return cast(web.StreamResponse, self)
 
     @property
@@ -42,6 +42,18 @@ class WholeAnswer:
 
     def force_close(self) -> None:
         self._close = True
+
+
+class WholeAnswer(Answer):
+    """What a handler returns for a complete answer; aiohttp writes it as it would a Response."""
+
+    __slots__ = ("_body", "_headers", "_sent")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(status, headers.get("Connection") == "close")
+        self._body = body
+        self._headers = headers
+        self._sent = False
 
     async def prepare(self, request: web.BaseRequest) -> None:
         if self._sent:
@@ -65,9 +77,7 @@ class WholeAnswer:
         version = request.version
         status = self.status
         headers = self._headers
-        block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        if block.count("\n") != len(headers) or block.count("\r") != len(headers):
-            raise ValueError("a response header holds a line break")
+        block = header_block(headers)
         if "Connection" not in headers:
             if self._close and version >= (1, 1):
                 block += "Connection: close\r\n"

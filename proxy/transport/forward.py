@@ -85,13 +85,12 @@ class HTTPReply:
 
     def release(self) -> None:
         """Done: the connection goes back to the pool if its answer was read to the end."""
+        if not self._payload.is_eof():
+            self.close()
+            return
         proto, self._proto = self._proto, None
         if proto is not None:
-            if self._payload.is_eof():
-                self._pool.put(self._origin, proto)
-            else:
-                self._proto = proto
-                self.close()
+            self._pool.put(self._origin, proto)
 
     def close(self) -> None:
         """Abandon the answer: the connection closes (the upstream stops generating) and a

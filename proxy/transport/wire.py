@@ -44,13 +44,20 @@ def request_head(t: Target, headers: Mapping[str, str], length: int) -> bytes:
     Header names and values come from the config, the provider and the client's allow-listed
     headers; a CR or LF in any of them (header injection, request smuggling) is refused.
     """
-    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    if _unsafe(block, len(headers)):
-        raise ValueError("a header name or value holds a line break")
+    block = header_block(headers)
     # surrogateescape: a client header that was not UTF-8 goes on as the bytes it came as
     # (aiohttp's parser decodes them the same way), never as an encoding error.
     head = f"{t.start}{block}Content-Length: {length}\r\n\r\n"
     return head.encode("utf-8", "surrogateescape")
+
+
+def header_block(headers: Mapping[str, str]) -> str:
+    """`Name: value` lines, each ended by CRLF; a CR, LF or NUL inside a name or a value
+    (header injection, response splitting) is refused."""
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if _unsafe(block, len(headers)):
+        raise ValueError("a header name or value holds a line break")
+    return block
 
 
 def _unsafe(text: str, lines: int) -> bool:

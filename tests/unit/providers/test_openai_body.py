@@ -324,7 +324,7 @@ def test_spliced_pieces_join_to_the_rewritten_body(
     if pieces is None:
         assert pk.model_span is None and old != new
     else:
-        assert pieces.joined() == expected
+        assert bytes(pieces) == expected
         assert len(pieces) == len(expected)
 
 
